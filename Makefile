@@ -1,0 +1,41 @@
+# make test        — create/refresh .venv from requirements.lock, then lint and run the test suite
+# make quickstart  — the main job on a built-in default (for now: build, save, reload and sample a tiny model)
+# make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
+
+PYTHON ?= python3.11
+VENV ?= .venv
+PY := $(VENV)/bin/python
+LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-16)
+STAMP := $(VENV)/.installed-$(LOCK_HASH)
+export PYTHONPATH := $(CURDIR)
+
+.PHONY: test lint format quickstart bench lock
+
+$(STAMP): requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.lock
+	rm -f $(VENV)/.installed-*
+	touch $@
+
+test: $(STAMP) lint
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+format: $(STAMP)
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+quickstart: $(STAMP)
+	$(PY) scripts/demo.py
+
+bench: $(STAMP)
+	$(PY) scripts/bench/model_speed.py
+
+lock:
+	rm -rf /tmp/replitlm-lock && $(PYTHON) -m venv /tmp/replitlm-lock
+	/tmp/replitlm-lock/bin/python -m pip install --quiet ".[dev]"
+	/tmp/replitlm-lock/bin/python -m pip freeze --exclude-editable | grep -v '^replitlm' > requirements.lock
