@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+import torch
+from safetensors import safe_open
+
 from replitlm.config import ReplitLMConfig
 
 # Older "ReplitLM" checkpoints (model_type replit_lm) name some modules differently.
@@ -39,6 +42,8 @@ def load_config(
 ) -> tuple[ReplitLMConfig, bool]:
     """The config of a folder or hub id (either layout), with overrides; also says if it is the old layout."""
     raw, _ = ReplitLMConfig.get_config_dict(str(name_or_path), **hub_kwargs)
+    if not raw:
+        raise OSError(f"{name_or_path} has no config.json: is it a model folder or hub id?")
     legacy = raw.get("model_type") == "replit_lm" or "mlp_ratio" in raw
     raw = dict(raw)
     for key, value in (overrides or {}).items():
@@ -68,28 +73,41 @@ def strict_from_pretrained(cls: type, name_or_path: str | os.PathLike[str], *arg
         config.validate()
     if legacy:
         kwargs.setdefault("key_mapping", LEGACY_KEY_MAPPING)
+    # Shape mismatches are collected (and then refused below) instead of failing deep inside a module's
+    # load_state_dict with a message that has lost the tensor's full name.
+    kwargs.setdefault("ignore_mismatched_sizes", True)
     try:
         model, info = super(cls, cls).from_pretrained(
-            name_or_path, *args, config=config, output_loading_info=True, **kwargs)
-    except (OSError, EnvironmentError, ValueError, CheckpointError):
+            name_or_path, *args, config=config, output_loading_info=True, **kwargs
+        )
+    except (ValueError, ImportError, NotImplementedError, CheckpointError):
         raise
-    except Exception as e:  # safetensors / torch.load errors rarely say which file they were reading
+    except Exception as e:  # safetensors / torch.load errors rarely say which file is broken, or how
+        culprit = find_unreadable_file(name_or_path)
+        if culprit:
+            path, why = culprit
+            raise CheckpointError(
+                f"cannot load weights: {path} is truncated or corrupt ({why}); copy or download it again"
+            ) from e
+        if isinstance(e, OSError):
+            raise
         raise CheckpointError(f"cannot load weights from {name_or_path}: {type(e).__name__}: {e}") from e
-    problems = _loading_problems(info)
+    problems = _loading_problems(info, model)
     if problems:
         raise CheckpointError(f"checkpoint {name_or_path} does not fit the model: " + "; ".join(problems))
     return (model, info) if want_info else model
 
 
-def _loading_problems(info: dict[str, list[Any]]) -> list[str]:
+def _loading_problems(info: dict[str, list[Any]], model: Any) -> list[str]:
     problems = []
     if info.get("missing_keys"):
         problems.append(f"missing keys {_short(sorted(info['missing_keys']))}")
     if info.get("unexpected_keys"):
         problems.append(f"unexpected keys {_short(sorted(info['unexpected_keys']))}")
     if info.get("mismatched_keys"):
-        shapes = [f"{k} (checkpoint {tuple(a)} vs model {tuple(b)})" for k, a, b in info["mismatched_keys"]]
-        problems.append(f"wrong shapes {_short(shapes)}")
+        expected = model.state_dict()
+        shapes = [f"{k} (the model expects {tuple(expected[k].shape)})" for k in info["mismatched_keys"]]
+        problems.append(f"wrong shapes {_short(shapes)}: does config.json belong to these weights?")
     if info.get("error_msgs"):
         problems.extend(info["error_msgs"])
     return problems
@@ -101,7 +119,24 @@ def _short(items: list[str], limit: int = 8) -> str:
 
 
 def checkpoint_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The weight files of a local HF folder, for messages and checks."""
+    """The weight files of a local HF folder."""
     folder = Path(folder)
     patterns = ("*.safetensors", "pytorch_model*.bin")
     return sorted(p for pattern in patterns for p in folder.glob(pattern))
+
+
+def find_unreadable_file(folder: str | os.PathLike[str]) -> tuple[Path, str] | None:
+    """The first weight file of a local folder that cannot be read in full, and why."""
+    if not Path(folder).is_dir():
+        return None
+    for path in checkpoint_files(folder):
+        try:
+            if path.suffix == ".safetensors":
+                with safe_open(str(path), framework="pt") as f:
+                    for key in f.keys():  # noqa: SIM118 - safe_open has no __iter__
+                        f.get_slice(key)
+            else:
+                torch.load(path, map_location="meta", weights_only=True)
+        except Exception as e:
+            return path, f"{type(e).__name__}: {e}"
+    return None

@@ -311,7 +311,14 @@ def _check(ok: bool, field: str, problem: str) -> None:
 # Keys a replit config.json carries that mean nothing to this class (remote-code pointers, metadata).
 _IGNORED_ON_LOAD = {"auto_map", "tokenizer_name"}
 # PretrainedConfig's own keyword arguments never count as typos of a model field.
-_PRETRAINED_CONFIG_KEYS = set(PretrainedConfig().to_dict()) | {"name_or_path", "_name_or_path", "dtype"}
+_PRETRAINED_CONFIG_KEYS = set(PretrainedConfig().to_dict()) | {
+    "name_or_path",
+    "torch_dtype",
+    "num_labels",
+    "attn_implementation",
+    "_attn_implementation",
+    "_commit_hash",
+}
 
 
 # -- named sizes ----------------------------------------------------------------------------------------
