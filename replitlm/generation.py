@@ -100,7 +100,8 @@ def generate_code(
 
 
 class StopAwareStreamer(TextStreamer):
-    """Streams one completion to a terminal; never prints a stop sequence or what follows it."""
+    """Streams one completion to a terminal as `postprocess` would leave it: never prints a stop sequence,
+    what follows it, or trailing whitespace."""
 
     def __init__(
         self, tokenizer: PreTrainedTokenizer, stop_sequences: Sequence[str], out: TextIO = sys.stdout
@@ -120,7 +121,9 @@ class StopAwareStreamer(TextStreamer):
             self.out.write(cut.rstrip())
             self.stopped = True
         else:
-            keep = self._possible_stop_prefix(self.pending)
+            # Hold back what may start a stop sequence, and trailing whitespace (trimmed at the end).
+            trailing_space = len(self.pending) - len(self.pending.rstrip())
+            keep = max(self._possible_stop_prefix(self.pending), trailing_space)
             self.out.write(self.pending[: len(self.pending) - keep])
             self.pending = self.pending[len(self.pending) - keep :]
             if stream_end:
