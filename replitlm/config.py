@@ -329,6 +329,7 @@ _REPLIT_COMMON: dict[str, Any] = {
     "no_bias": True,
     "learned_pos_emb": True,
     "norm_type": "low_precision_layernorm",
+    "use_cache": True,  # as replit's config.json
     "attn_config": {"alibi": True, "alibi_bias_max": 8, "attn_impl": "torch"},
     "init_config": {"name": "kaiming_normal_", "fan_mode": "fan_in", "init_nonlinearity": "relu"},
 }
@@ -346,7 +347,9 @@ MODEL_SIZES: dict[str, dict[str, Any]] = {
 def config_for_size(size: str, **overrides: Any) -> ReplitLMConfig:
     """A replit-style config of a named size; `overrides` replace fields (attn_config/init_config merge)."""
     if size not in MODEL_SIZES:
-        raise ConfigError(f"model size '{size}' is not one of {sorted(MODEL_SIZES)}{_closest(size, tuple(MODEL_SIZES))}")
+        raise ConfigError(
+            f"model size '{size}' is not one of {sorted(MODEL_SIZES)}{_closest(size, tuple(MODEL_SIZES))}"
+        )
     fields = {**_REPLIT_COMMON, **MODEL_SIZES[size]}
     for section in ("attn_config", "init_config"):
         fields[section] = {**fields[section], **overrides.pop(section, {})}

@@ -55,7 +55,9 @@ def postprocess(text: str, stop_sequences: Sequence[str] = DEFAULT_STOP_SEQUENCE
     return truncate_at_stop(text, stop_sequences).rstrip()
 
 
-def completion_ids(ids: Sequence[int], eos_token_id: int | None, pad_token_id: int | None = None) -> list[int]:
+def completion_ids(
+    ids: Sequence[int], eos_token_id: int | None, pad_token_id: int | None = None
+) -> list[int]:
     """Generated ids up to (not including) the first EOS, with padding removed."""
     out: list[int] = []
     for i in ids:
@@ -93,7 +95,10 @@ def generate_code(
     )
     new_tokens = out[:, batch["input_ids"].shape[1] :].tolist()
     texts = [
-        tokenizer.decode(completion_ids(row, tokenizer.eos_token_id, tokenizer.pad_token_id), clean_up_tokenization_spaces=False)
+        tokenizer.decode(
+            completion_ids(row, tokenizer.eos_token_id, tokenizer.pad_token_id),
+            clean_up_tokenization_spaces=False,
+        )
         for row in new_tokens
     ]
     return [postprocess(t, sampling.stop_sequences) for t in texts]
@@ -106,7 +111,9 @@ class StopAwareStreamer(TextStreamer):
     def __init__(
         self, tokenizer: PreTrainedTokenizer, stop_sequences: Sequence[str], out: TextIO = sys.stdout
     ) -> None:
-        super().__init__(tokenizer, skip_prompt=True, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        super().__init__(
+            tokenizer, skip_prompt=True, skip_special_tokens=True, clean_up_tokenization_spaces=False
+        )
         self.stop_sequences = [s for s in stop_sequences if s]
         self.out = out
         self.pending = ""

@@ -24,6 +24,7 @@ from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 
 from replitlm.attention import Attend, AttentionMask, alibi_slopes, get_backend, select_backend
+from replitlm.cache import KVCache
 from replitlm.config import ReplitLMConfig
 
 
@@ -213,9 +214,10 @@ class ReplitLMModel(ReplitLMPreTrainedModel):
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids and inputs_embeds")
-        use_cache = self.config.use_cache if use_cache is None else use_cache
+        if use_cache is None:  # a training forward never wants a cache it would have to fill
+            use_cache = self.config.use_cache and not self.training
         if use_cache and past_key_values is None:
-            past_key_values = DynamicCache()
+            past_key_values = KVCache(max_len=self.config.max_seq_len)
         x = self.wte(input_ids) if inputs_embeds is None else inputs_embeds
         b, s = x.shape[:2]
         past_len = past_key_values.get_seq_length() if past_key_values is not None else 0
@@ -344,6 +346,16 @@ class ReplitLMForCausalLM(ReplitLMPreTrainedModel, GenerationMixin):
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
 
+    def _prepare_cache_for_generation(
+        self, generation_config: Any, model_kwargs: dict, *args: Any, **kwargs: Any
+    ) -> None:
+        """Use the in-place KVCache where generate() would create a plain DynamicCache."""
+        user_cache = model_kwargs.get("past_key_values")
+        super()._prepare_cache_for_generation(generation_config, model_kwargs, *args, **kwargs)
+        cache = model_kwargs.get("past_key_values")
+        if user_cache is None and type(cache) is DynamicCache:
+            model_kwargs["past_key_values"] = KVCache(max_len=self.config.max_seq_len)
+
     def prepare_inputs_for_generation(self, input_ids: Tensor, **kwargs: Any) -> dict[str, Any]:
         mask = kwargs.get("attention_mask")
         past = kwargs.get("past_key_values")
@@ -358,8 +370,51 @@ class ReplitLMForCausalLM(ReplitLMPreTrainedModel, GenerationMixin):
 
 
 def causal_lm_loss(logits: Tensor, labels: Tensor) -> Tensor:
-    """Mean next-token cross entropy in fp32; label -100 is ignored (replit's loss, written as a shift)."""
-    shifted = labels[:, 1:]
-    return F.cross_entropy(
-        logits[:, :-1].float().reshape(-1, logits.shape[-1]), shifted.reshape(-1), ignore_index=-100
-    )
+    """Mean next-token cross entropy in fp32; label -100 is ignored (replit's loss).
+
+    The labels are shifted rather than the logits (slicing [B, S, V] logits would copy them).
+    """
+    targets = F.pad(labels[:, 1:], (0, 1), value=-100)
+    return CrossEntropy.apply(logits.flatten(0, 1), targets.flatten())
+
+
+class CrossEntropy(torch.autograd.Function):
+    """F.cross_entropy(logits, targets, ignore_index=-100) with fewer passes over the [N, V] logits.
+
+    The vocabulary-sized logits dominate the loss's memory traffic. PyTorch's version writes a full
+    log-softmax in forward, then in backward fills a zero gradient, scatters into it and runs the
+    log-softmax backward. Here forward keeps only the per-row log-sum-exp, and backward writes the
+    gradient softmax(x) * scale - onehot * scale in one pass per row block, with the row scale folded into
+    the exponent. Row blocks keep the temporaries small and cache-resident.
+    """
+
+    ROWS = 256
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor) -> Tensor:
+        valid = targets != -100
+        safe_targets = targets.clamp(min=0)
+        lse = torch.cat([torch.logsumexp(_wide(block), dim=-1) for block in logits.split(CrossEntropy.ROWS)])
+        target_logit = _wide(logits.gather(1, safe_targets[:, None])[:, 0])
+        count = valid.sum().clamp(min=1)
+        loss = torch.where(valid, lse - target_logit, 0.0).sum() / count
+        ctx.save_for_backward(logits, lse, safe_targets, valid, count)
+        return loss
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: Tensor) -> tuple[Tensor, None]:
+        logits, lse, targets, valid, count = ctx.saved_tensors
+        scale = torch.where(valid, grad_loss / count, 0.0)  # d loss / d logit-row, per row
+        # softmax(x) * scale = exp(x - (lse - log(scale))); rows with scale 0 give exp(-inf) = 0
+        shift = (lse - scale.log())[:, None]
+        grad = torch.empty_like(logits)
+        for start in range(0, logits.shape[0], CrossEntropy.ROWS):
+            rows = slice(start, start + CrossEntropy.ROWS)
+            grad[rows] = (_wide(logits[rows]) - shift[rows]).exp_()
+        grad.scatter_add_(1, targets[:, None], -scale[:, None].to(grad.dtype))
+        return grad, None
+
+
+def _wide(x: Tensor) -> Tensor:
+    """x in at least fp32 (bf16/fp16 logits are reduced in fp32)."""
+    return x if x.dtype in (torch.float32, torch.float64) else x.float()

@@ -97,7 +97,11 @@ class ReplitLMTokenizer(PreTrainedTokenizer):
             pieces.append(self._added_tokens_decoder[i].content)
         pieces.append(self.sp_model.decode(run))
         text = "".join(pieces)
-        clean = self.clean_up_tokenization_spaces if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces
+        clean = (
+            self.clean_up_tokenization_spaces
+            if clean_up_tokenization_spaces is None
+            else clean_up_tokenization_spaces
+        )
         return self.clean_up_tokenization(text) if clean else text
 
     def save_vocabulary(self, save_directory: str, filename_prefix: str | None = None) -> tuple[str]:

@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Complete code with a ReplitLM model, streaming tokens to the terminal.
 
-    python scripts/generate.py replit/replit-code-v1-3b --prompt "def fibonacci(n):"
-    python scripts/generate.py runs/quickstart/export --prompt-file prompt.py --greedy --max-new-tokens 200
+python scripts/generate.py replit/replit-code-v1-3b --prompt "def fibonacci(n):"
+python scripts/generate.py runs/quickstart/export --prompt-file prompt.py --greedy --max-new-tokens 200
 """
 
 from __future__ import annotations
@@ -37,7 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--no-stop", action="store_true", help="generate until EOS or --max-new-tokens")
     p.add_argument("--no-cache", action="store_true", help="recompute the full sequence each step")
     p.add_argument("--attn-impl", choices=["torch", "flex", "flash", "triton"], default=None)
-    p.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on CUDA, else float32")
+    p.add_argument(
+        "--dtype", choices=sorted(DTYPES), default=None, help="default: bfloat16 on CUDA, else float32"
+    )
     p.add_argument("--device", default=None, help="default: cuda if available, else cpu")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-stream", action="store_true", help="print only the final completion")

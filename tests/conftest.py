@@ -50,7 +50,9 @@ def builtin_twin(model: ReplitLMForCausalLM) -> MptForCausalLM:
 @pytest.fixture(scope="session")
 def spiece_path() -> Path:
     if not SPIECE.is_file():
-        pytest.fail(f"the replit tokenizer is expected at {SPIECE} (set REPLITLM_SHARED to the shared/ folder)")
+        pytest.fail(
+            f"the replit tokenizer is expected at {SPIECE} (set REPLITLM_SHARED to the shared/ folder)"
+        )
     return SPIECE
 
 

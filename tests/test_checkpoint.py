@@ -22,7 +22,10 @@ def replit_config_json(model: ReplitLMForCausalLM) -> dict:
     """The config as replit publishes it: MPT names plus remote-code pointers and metadata."""
     cfg = model.config.to_dict()
     cfg["architectures"] = ["MPTForCausalLM"]
-    cfg["auto_map"] = {"AutoConfig": "configuration_mpt.MPTConfig", "AutoModelForCausalLM": "modeling_mpt.MPTForCausalLM"}
+    cfg["auto_map"] = {
+        "AutoConfig": "configuration_mpt.MPTConfig",
+        "AutoModelForCausalLM": "modeling_mpt.MPTForCausalLM",
+    }
     cfg["tokenizer_name"] = "replit/replit-code-v1-3b"
     return cfg
 
@@ -93,7 +96,7 @@ def test_attn_impl_dtype_and_config_overrides(tmp_path: Path) -> None:
     assert bf16.transformer.wte.weight.dtype == torch.bfloat16
     longer = ReplitLMForCausalLM.from_pretrained(tmp_path, config_overrides={"max_seq_len": 4096})
     assert longer.config.max_seq_len == 4096
-    with pytest.raises(ValueError, match="attn_config.attn_impl"):
+    with pytest.raises(ValueError, match=r"attn_config\.attn_impl"):
         ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="xformers")
     with pytest.raises(NotImplementedError, match="attn_impl 'triton'"):
         ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="triton")
@@ -154,9 +157,18 @@ def test_missing_unexpected_and_misshaped_tensors_are_named(tmp_path: Path) -> N
     model = tiny_model()
     state = dict(model.state_dict())
     cases = {
-        "missing": ({k: v for k, v in state.items() if "blocks.1.ffn.up_proj" not in k}, "missing keys.*blocks.1.ffn.up_proj.weight"),
-        "unexpected": ({**state, "transformer.blocks.0.attn.q_ln.weight": torch.ones(4)}, "unexpected keys.*q_ln.weight"),
-        "shape": ({**state, "transformer.norm_f.weight": torch.ones(7)}, r"wrong shapes.*transformer.norm_f.weight"),
+        "missing": (
+            {k: v for k, v in state.items() if "blocks.1.ffn.up_proj" not in k},
+            "missing keys.*blocks.1.ffn.up_proj.weight",
+        ),
+        "unexpected": (
+            {**state, "transformer.blocks.0.attn.q_ln.weight": torch.ones(4)},
+            "unexpected keys.*q_ln.weight",
+        ),
+        "shape": (
+            {**state, "transformer.norm_f.weight": torch.ones(7)},
+            r"wrong shapes.*transformer.norm_f.weight",
+        ),
     }
     for name, (bad_state, pattern) in cases.items():
         folder = tmp_path / name
@@ -193,7 +205,7 @@ def test_bin_files_are_loaded_with_weights_only(tmp_path: Path, capsys) -> None:
 
 
 def test_folder_without_weights_or_config_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(OSError, match="config.json"):
+    with pytest.raises(OSError, match=r"config\.json"):
         ReplitLMForCausalLM.from_pretrained(tmp_path)
     tiny_model().config.save_pretrained(tmp_path)
     with pytest.raises(OSError, match=r"model\.safetensors|pytorch_model\.bin"):

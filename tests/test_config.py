@@ -172,9 +172,20 @@ def test_typo_error_suggests_the_closest_key() -> None:
 
 def test_named_sizes() -> None:
     assert set(MODEL_SIZES) == {"tiny", "125m", "350m", "1b", "3b"}
-    replit = ReplitLMConfig(**{k: v for k, v in REPLIT_3B_CONFIG.items() if k not in ("auto_map", "tokenizer_name")})
+    replit = ReplitLMConfig(
+        **{k: v for k, v in REPLIT_3B_CONFIG.items() if k not in ("auto_map", "tokenizer_name")}
+    )
     three = config_for_size("3b")
-    for key in ("d_model", "n_heads", "n_layers", "vocab_size", "max_seq_len", "expansion_ratio", "no_bias", "norm_type"):
+    for key in (
+        "d_model",
+        "n_heads",
+        "n_layers",
+        "vocab_size",
+        "max_seq_len",
+        "expansion_ratio",
+        "no_bias",
+        "norm_type",
+    ):
         assert getattr(three, key) == getattr(replit, key), key
     assert three.attn_config["alibi"] and three.attn_config["alibi_bias_max"] == 8
     overridden = config_for_size("tiny", max_seq_len=64, attn_config={"attn_impl": "flex"})

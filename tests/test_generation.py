@@ -71,7 +71,9 @@ def test_generation_halts_early_and_at_eos(tokenizer: ReplitLMTokenizer) -> None
     prompt = "def add(a, b):\n"
     model = scripted_model(tokenizer, prompt_len=len(tokenizer(prompt)["input_ids"]))
     batch = tokenizer([prompt], return_tensors="pt")
-    out = model.generate(**batch, max_new_tokens=40, do_sample=False, stop_strings=["\ndef"], tokenizer=tokenizer)
+    out = model.generate(
+        **batch, max_new_tokens=40, do_sample=False, stop_strings=["\ndef"], tokenizer=tokenizer
+    )
     generated = tokenizer.decode(out[0, batch["input_ids"].shape[1] :])
     assert generated.endswith("\ndef") and "unrelated" not in generated  # stopped right after the stop string
     model.script = tokenizer("    return a")["input_ids"]  # then EOS (id 1)
@@ -92,18 +94,26 @@ def test_streamer_never_prints_the_stop_sequence(tokenizer: ReplitLMTokenizer) -
     model = scripted_model(tokenizer, prompt_len=len(tokenizer(prompt)["input_ids"]))
     sink = io.StringIO()
     streamer = StopAwareStreamer(tokenizer, ["\ndef"], out=sink)
-    (completion,) = generate_code(model, tokenizer, [prompt], SamplingConfig(do_sample=False, stop_sequences=["\ndef"]), streamer)
+    (completion,) = generate_code(
+        model, tokenizer, [prompt], SamplingConfig(do_sample=False, stop_sequences=["\ndef"]), streamer
+    )
     assert completion == "    return a + b"
     assert sink.getvalue() == "    return a + b\n"
 
 
-def test_generate_cli_streams_a_completion(tokenizer: ReplitLMTokenizer, spiece_path: Path, tmp_path: Path) -> None:
+def test_generate_cli_streams_a_completion(
+    tokenizer: ReplitLMTokenizer, spiece_path: Path, tmp_path: Path
+) -> None:
     torch.manual_seed(0)
     ReplitLMForCausalLM(tiny_config(vocab_size=tokenizer.vocab_size)).save_pretrained(tmp_path)
     tokenizer.save_pretrained(tmp_path)
     cmd = [sys.executable, str(REPO / "scripts" / "generate.py"), str(tmp_path), "--prompt", "import os\n"]
-    result = subprocess.run([*cmd, "--max-new-tokens", "8", "--greedy", "--no-stop"], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [*cmd, "--max-new-tokens", "8", "--greedy", "--no-stop"], capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("import os\n") and len(result.stdout) > len("import os\n")
-    missing = subprocess.run([*cmd[:3], "--prompt-file", str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=300)
+    missing = subprocess.run(
+        [*cmd[:3], "--prompt-file", str(tmp_path / "nope.py")], capture_output=True, text=True, timeout=300
+    )
     assert missing.returncode == 2 and "nope.py does not exist" in missing.stderr

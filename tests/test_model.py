@@ -76,7 +76,9 @@ def test_incremental_decode_equals_full_forward() -> None:
     with torch.no_grad():
         full = model(ids, attention_mask=mask).logits
         cache = DynamicCache()
-        prefill = model(ids[:, :10], attention_mask=mask[:, :10], past_key_values=cache, use_cache=True).logits
+        prefill = model(
+            ids[:, :10], attention_mask=mask[:, :10], past_key_values=cache, use_cache=True
+        ).logits
         steps = [prefill]
         for t in range(10, 24, 3):  # chunked steps: several queries against a longer cache
             out = model(
@@ -106,7 +108,11 @@ def test_sampling_generate_runs_with_and_without_cache() -> None:
     outs = []
     for use_cache in (True, False):
         torch.manual_seed(0)
-        outs.append(model.generate(ids, max_new_tokens=6, do_sample=True, top_k=4, use_cache=use_cache, pad_token_id=2))
+        outs.append(
+            model.generate(
+                ids, max_new_tokens=6, do_sample=True, top_k=4, use_cache=use_cache, pad_token_id=2
+            )
+        )
     assert torch.equal(outs[0], outs[1])  # same seed, same distribution: cache changes nothing
 
 

@@ -113,9 +113,9 @@ def test_load_tokenizer_from_model_file_and_pickle(spiece_path) -> None:
 
 
 def test_bad_tokenizer_files_are_named(tmp_path) -> None:
-    with pytest.raises(FileNotFoundError, match="missing.model"):
+    with pytest.raises(FileNotFoundError, match=r"missing\.model"):
         load_tokenizer(tmp_path / "missing.model")
     bogus = tmp_path / "bogus.model"
     bogus.write_text("this is not a sentencepiece model")
-    with pytest.raises(ValueError, match="bogus.model is not a SentencePiece model"):
+    with pytest.raises(ValueError, match=r"bogus\.model is not a SentencePiece model"):
         load_tokenizer(bogus)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from replitlm.attention import AttentionBackend, AttentionMask, Attend
+from replitlm.attention import Attend, AttentionBackend, AttentionMask
 
 MIN_FLASH_ATTN = (2, 4)
 
@@ -28,7 +28,9 @@ class FlashBackend(AttentionBackend):
             ) from e
         version = tuple(int(p) for p in flash_attn.__version__.split(".")[:2])
         if version < MIN_FLASH_ATTN:
-            raise ImportError(f"attn_impl 'flash' needs flash-attn >= 2.4 for ALiBi; found {flash_attn.__version__}")
+            raise ImportError(
+                f"attn_impl 'flash' needs flash-attn >= 2.4 for ALiBi; found {flash_attn.__version__}"
+            )
 
     def supports(self, mask: AttentionMask, example: Tensor) -> bool:
         if not example.is_cuda or example.dtype not in (torch.float16, torch.bfloat16):
@@ -82,8 +84,16 @@ def _segments(mask: AttentionMask) -> tuple[Tensor, Tensor, int]:
     """Flat indices of real tokens and cu_seqlens of their (row, document) runs."""
     b, s = mask.batch_size, mask.q_len
     device = mask.device
-    real = mask.key_padding_mask if mask.key_padding_mask is not None else torch.ones(b, s, dtype=torch.bool, device=device)
-    doc = mask.sequence_id if mask.sequence_id is not None else torch.zeros(b, s, dtype=torch.long, device=device)
+    real = (
+        mask.key_padding_mask
+        if mask.key_padding_mask is not None
+        else torch.ones(b, s, dtype=torch.bool, device=device)
+    )
+    doc = (
+        mask.sequence_id
+        if mask.sequence_id is not None
+        else torch.zeros(b, s, dtype=torch.long, device=device)
+    )
     index = real.flatten().nonzero().flatten()
     row = index // s
     doc = doc.flatten()[index]

@@ -13,7 +13,7 @@ import functools
 import torch
 from torch import Tensor
 
-from replitlm.attention import AttentionBackend, AttentionMask, Attend
+from replitlm.attention import Attend, AttentionBackend, AttentionMask
 
 
 @functools.cache

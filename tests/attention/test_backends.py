@@ -16,7 +16,9 @@ HAS_FLASH = importlib.util.find_spec("flash_attn") is not None
 
 def qkv(b: int, h: int, s: int, d: int, dtype=torch.float32, device="cpu", seed: int = 0):
     g = torch.Generator(device=device).manual_seed(seed)
-    return [torch.randn(b, h, s, d, generator=g, dtype=dtype, device=device).requires_grad_() for _ in range(3)]
+    return [
+        torch.randn(b, h, s, d, generator=g, dtype=dtype, device=device).requires_grad_() for _ in range(3)
+    ]
 
 
 def masks(b: int, h: int, s: int, device="cpu") -> dict[str, AttentionMask]:
@@ -98,7 +100,7 @@ def test_unavailable_backends_say_what_to_do() -> None:
     with pytest.raises(NotImplementedError, match="use attn_impl 'torch'"):
         get_backend("triton")
     if not HAS_FLASH:
-        with pytest.raises(ImportError, match="flash-attn >= 2.4"):
+        with pytest.raises(ImportError, match=r"flash-attn >= 2\.4"):
             get_backend("flash")
     with pytest.raises(ValueError, match="not one of"):
         get_backend("xformers")
@@ -106,7 +108,9 @@ def test_unavailable_backends_say_what_to_do() -> None:
 
 def test_flex_model_forward_backward_matches_torch_model() -> None:
     torch_model = tiny_model(n_heads=5, attn_config={"attn_uses_sequence_id": True}).train()
-    flex_model = tiny_model(n_heads=5, attn_config={"attn_uses_sequence_id": True, "attn_impl": "flex"}).train()
+    flex_model = tiny_model(
+        n_heads=5, attn_config={"attn_uses_sequence_id": True, "attn_impl": "flex"}
+    ).train()
     flex_model.load_state_dict(torch_model.state_dict())
     ids = torch.randint(3, 512, (2, 24))
     sid = torch.tensor([[0] * 10 + [1] * 14, [0] * 24])

@@ -1,0 +1,56 @@
+"""KVCache: in-place growth with the results of transformers' DynamicCache."""
+
+from __future__ import annotations
+
+import torch
+from transformers.cache_utils import DynamicCache
+
+from replitlm.cache import KVCache
+from tests.conftest import tiny_model
+
+
+def test_updates_in_place_and_match_dynamic_cache() -> None:
+    ours, reference = KVCache(max_len=1000), DynamicCache()
+    pointers = set()
+    for step, n in enumerate([5, 1, 1, 3, 1]):
+        k, v = torch.randn(2, 4, n, 8), torch.randn(2, 4, n, 8)
+        got = ours.update(k, v, layer_idx=0)
+        want = reference.update(k, v, layer_idx=0)
+        assert torch.equal(got[0], want[0]) and torch.equal(got[1], want[1])
+        if step:
+            pointers.add(got[0].data_ptr())
+    assert len(pointers) == 1  # after the first chunk, no step reallocated
+    assert ours.get_seq_length() == 11
+
+
+def test_capacity_doubles_and_is_capped_by_max_len() -> None:
+    cache = KVCache(max_len=300)
+    cache.update(torch.zeros(1, 1, 200, 2), torch.zeros(1, 1, 200, 2), 0)
+    layer = cache.layers[0]
+    assert layer._key_buffer.shape[-2] == 200
+    cache.update(torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2), 0)
+    assert layer._key_buffer.shape[-2] == 300  # min(2 * 200, max_len)
+    cache.update(torch.ones(1, 1, 150, 2), torch.ones(1, 1, 150, 2), 0)  # past max_len: grows to fit
+    assert cache.get_seq_length() == 351 and torch.equal(layer.keys[0, 0, 199:201, 0], torch.tensor([0.0, 1.0]))
+
+
+def test_batch_selection_then_update_starts_a_new_buffer() -> None:
+    cache = KVCache()
+    k = torch.arange(3.0)[:, None, None, None].expand(3, 1, 4, 2).contiguous()
+    cache.update(k, k, 0)
+    cache.reorder_cache(torch.tensor([2, 0]))
+    keys, _ = cache.update(torch.full((2, 1, 1, 2), 9.0), torch.full((2, 1, 1, 2), 9.0), 0)
+    assert keys.shape == (2, 1, 5, 2)
+    assert keys[:, 0, 0, 0].tolist() == [2.0, 0.0] and keys[:, 0, -1, 0].tolist() == [9.0, 9.0]
+
+
+def test_generate_uses_kv_cache_and_beam_search_works() -> None:
+    model = tiny_model()
+    ids = torch.randint(3, 512, (2, 6))
+    out = model.generate(
+        ids, max_new_tokens=4, do_sample=False, use_cache=True, return_dict_in_generate=True, pad_token_id=2
+    )
+    assert isinstance(out.past_key_values, KVCache)
+    beams = model.generate(ids, max_new_tokens=4, num_beams=3, do_sample=False, pad_token_id=2)
+    no_cache = model.generate(ids, max_new_tokens=4, num_beams=3, do_sample=False, use_cache=False, pad_token_id=2)
+    assert torch.equal(beams, no_cache)
