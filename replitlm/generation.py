@@ -78,8 +78,8 @@ def generate_code(
 ) -> list[str]:
     """Complete each prompt; returns the post-processed completions (prompt not included)."""
     sampling = sampling or SamplingConfig()
-    tokenizer.padding_side = "left"  # generation continues from the last position of every row
-    batch = tokenizer(list(prompts), return_tensors="pt", padding=True).to(model.device)
+    # Left padding: generation continues from the last position of every row.
+    batch = tokenizer(list(prompts), return_tensors="pt", padding=True, padding_side="left").to(model.device)
     extra = {"temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": sampling.top_k}
     out = model.generate(
         **batch,

@@ -31,7 +31,9 @@ def test_capacity_doubles_and_is_capped_by_max_len() -> None:
     cache.update(torch.ones(1, 1, 1, 2), torch.ones(1, 1, 1, 2), 0)
     assert layer._key_buffer.shape[-2] == 300  # min(2 * 200, max_len)
     cache.update(torch.ones(1, 1, 150, 2), torch.ones(1, 1, 150, 2), 0)  # past max_len: grows to fit
-    assert cache.get_seq_length() == 351 and torch.equal(layer.keys[0, 0, 199:201, 0], torch.tensor([0.0, 1.0]))
+    assert cache.get_seq_length() == 351 and torch.equal(
+        layer.keys[0, 0, 199:201, 0], torch.tensor([0.0, 1.0])
+    )
 
 
 def test_batch_selection_then_update_starts_a_new_buffer() -> None:
@@ -52,5 +54,7 @@ def test_generate_uses_kv_cache_and_beam_search_works() -> None:
     )
     assert isinstance(out.past_key_values, KVCache)
     beams = model.generate(ids, max_new_tokens=4, num_beams=3, do_sample=False, pad_token_id=2)
-    no_cache = model.generate(ids, max_new_tokens=4, num_beams=3, do_sample=False, use_cache=False, pad_token_id=2)
+    no_cache = model.generate(
+        ids, max_new_tokens=4, num_beams=3, do_sample=False, use_cache=False, pad_token_id=2
+    )
     assert torch.equal(beams, no_cache)
