@@ -9,6 +9,7 @@ handed to the `torch` backend: each new length would recompile the kernel for on
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -21,6 +22,19 @@ def _compiled_flex_attention():  # compile lazily, once per process
     from torch.nn.attention.flex_attention import flex_attention
 
     return torch.compile(flex_attention, dynamic=False)
+
+
+def _causal(b: Tensor, h: Tensor, q_idx: Tensor, kv_idx: Tensor) -> Tensor:
+    return kv_idx <= q_idx
+
+
+@functools.lru_cache(maxsize=16)
+def _causal_block_mask(length: int, device: torch.device) -> Any:
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    return create_block_mask(
+        _causal, None, None, length, length, device=device, _compile=device.type == "cuda"
+    )
 
 
 class FlexBackend(AttentionBackend):
@@ -52,16 +66,12 @@ class FlexBackend(AttentionBackend):
             return score + slopes[h] * (kv_idx - q_idx)
 
         on_cuda = mask.device.type == "cuda"
-        per_row = pad is not None or sid is not None
-        block_mask = create_block_mask(
-            mask_mod,
-            mask.batch_size if per_row else None,
-            None,
-            mask.q_len,
-            mask.k_len,
-            device=mask.device,
-            _compile=on_cuda,
-        )
+        if pad is None and sid is None:  # the common training case: the same mask every step
+            block_mask = _causal_block_mask(mask.q_len, mask.device)
+        else:
+            block_mask = create_block_mask(
+                mask_mod, mask.batch_size, None, mask.q_len, mask.k_len, device=mask.device, _compile=on_cuda
+            )
         kernel = _compiled_flex_attention() if on_cuda else flex_attention
 
         def attend(q: Tensor, k: Tensor, v: Tensor, dropout_p: float) -> Tensor:
