@@ -269,11 +269,11 @@ class ReplitLMModel(ReplitLMPreTrainedModel):
                 raise ValueError("sequence_id (packed documents) cannot be combined with a KV cache")
             if sequence_id.shape != (b, s):
                 raise ValueError(f"sequence_id has shape {tuple(sequence_id.shape)}, expected {(b, s)}")
+        device = self.wte.weight.device
         slopes = None
         if self.alibi:
-            device = self.wte.weight.device
             slopes = alibi_slopes(self.config.n_heads, self.config.attn_config["alibi_bias_max"], device)
-        return AttentionMask(b, s, k_len, slopes, key_padding_mask, sequence_id)
+        return AttentionMask(b, s, k_len, slopes, key_padding_mask, sequence_id, device)
 
     def _learned_positions(self, s: int, past_len: int, key_padding_mask: Tensor | None) -> Tensor:
         pos = torch.arange(past_len, past_len + s, device=self.wte.weight.device)[None]
@@ -342,9 +342,10 @@ class ReplitLMForCausalLM(ReplitLMPreTrainedModel, GenerationMixin):
         if (scale := self.config.resolved_logit_scale) is not None:
             logits = logits * scale
         loss = causal_lm_loss(logits, labels) if labels is not None else None
-        return CausalLMOutputWithPast(
+        result = CausalLMOutputWithPast(
             loss=loss, logits=logits, past_key_values=out.past_key_values, hidden_states=out.hidden_states
         )
+        return result.to_tuple() if return_dict is False else result
 
     def _prepare_cache_for_generation(
         self, generation_config: Any, model_kwargs: dict, *args: Any, **kwargs: Any

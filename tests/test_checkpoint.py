@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 import torch
 from safetensors.torch import save_file
-from transformers import AutoModelForCausalLM, MptForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, MptForCausalLM
 
-from replitlm import ReplitLMForCausalLM
+from replitlm import ReplitLMForCausalLM, ReplitLMTokenizer, load_tokenizer
 from replitlm.checkpoint import CheckpointError
 from tests.conftest import tiny_model
 
@@ -102,17 +103,41 @@ def test_attn_impl_dtype_and_config_overrides(tmp_path: Path) -> None:
         ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="triton")
 
 
-def test_loads_a_hub_id_through_the_hub_cache(tmp_path: Path) -> None:
+# replit's tokenizer_config.json on the hub points AutoTokenizer at remote code; ours must win without it.
+REPLIT_TOKENIZER_CONFIG = {
+    "auto_map": {"AutoTokenizer": ["replit_lm_tokenizer.ReplitLMTokenizer", None]},
+    "bos_token": None,
+    "clean_up_tokenization_spaces": False,
+    "eos_token": "<|endoftext|>",
+    "model_max_length": 2048,
+    "pad_token": "<|pad|>",
+    "padding_side": "right",
+    "sep_token": None,
+    "sp_model_kwargs": {},
+    "tokenizer_class": "ReplitLMTokenizer",
+    "unk_token": "<|unk|>",
+}
+
+
+def test_loads_a_hub_id_through_the_hub_cache(tmp_path: Path, spiece_path: Path) -> None:
     """The real hub code path (repo id -> cache lookup), served from a local cache instead of the network."""
     model = tiny_model()
-    snapshot = tmp_path / "models--replit--replit-code-v1-3b" / "snapshots" / ("0" * 40)
+    repo = tmp_path / "models--replit--replit-code-v1-3b"
+    snapshot = repo / "snapshots" / ("0" * 40)
     write_replit_folder(model, snapshot)
-    (tmp_path / "models--replit--replit-code-v1-3b" / "refs").mkdir()
-    (tmp_path / "models--replit--replit-code-v1-3b" / "refs" / "main").write_text("0" * 40)
-    loaded = ReplitLMForCausalLM.from_pretrained(
-        "replit/replit-code-v1-3b", cache_dir=tmp_path, local_files_only=True
-    )
+    shutil.copyfile(spiece_path, snapshot / "spiece.model")
+    (snapshot / "tokenizer_config.json").write_text(json.dumps(REPLIT_TOKENIZER_CONFIG))
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    hub = {"cache_dir": tmp_path, "local_files_only": True}
+    loaded = ReplitLMForCausalLM.from_pretrained("replit/replit-code-v1-3b", **hub)
     assert torch.equal(logits(loaded), logits(model))
+    for tokenizer in (
+        ReplitLMTokenizer.from_pretrained("replit/replit-code-v1-3b", **hub),
+        AutoTokenizer.from_pretrained("replit/replit-code-v1-3b", **hub),
+        load_tokenizer("replit/replit-code-v1-3b", **hub),
+    ):
+        assert type(tokenizer) is ReplitLMTokenizer and tokenizer("abc")["input_ids"] == [5903]
 
 
 def test_loads_the_older_replitlm_layout(tmp_path: Path) -> None:

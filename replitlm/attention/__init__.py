@@ -47,13 +47,13 @@ class AttentionMask:
     alibi_slopes: Tensor | None  # [H] fp32, or None for no positional bias
     key_padding_mask: Tensor | None = None  # [B, k_len] bool, True = real token; None = no padding
     sequence_id: Tensor | None = None  # [B, q_len] document index per token (only without a KV cache)
+    device: torch.device | None = None  # where masks are built; defaults to that of the tensors above
 
-    @property
-    def device(self) -> torch.device:
-        for t in (self.alibi_slopes, self.key_padding_mask, self.sequence_id):
-            if t is not None:
-                return t.device
-        return torch.device("cpu")
+    def __post_init__(self) -> None:
+        if self.device is None:
+            tensors = (self.alibi_slopes, self.key_padding_mask, self.sequence_id)
+            device = next((t.device for t in tensors if t is not None), torch.device("cpu"))
+            object.__setattr__(self, "device", device)
 
     def allowed(self) -> Tensor:
         """Boolean [B|1, 1, q_len, k_len]: may query i attend to key j."""
