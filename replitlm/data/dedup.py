@@ -1,0 +1,56 @@
+"""Exact and near deduplication.
+
+Exact: a 128-bit content digest per kept document. Near: MinHash signatures (datasketch) over shingles of
+`shingle` consecutive token ids, and an LSH index at Jaccard `threshold` (0.7 by default, as BigCode): a
+document is dropped when the index already holds one similar enough. Signatures are computed in the
+workers; the index lives in the main process and sees documents in input order, so results are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+from datasketch import LeanMinHash, MinHash, MinHashLSH
+
+from replitlm.data.decontam import ngram_hashes
+
+
+def content_digest(text: str) -> bytes:
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+
+
+def _identity(value: int) -> int:
+    return value
+
+
+def minhash_signature(tokens: np.ndarray, num_perm: int, shingle: int) -> LeanMinHash:
+    """MinHash of the set of token shingles (32-bit shingle hashes fed to datasketch)."""
+    m = MinHash(num_perm=num_perm, hashfunc=_identity)
+    shingles = (
+        ngram_hashes(tokens, shingle) if len(tokens) >= shingle else ngram_hashes(tokens, len(tokens) or 1)
+    )
+    values = np.unique(shingles & np.uint64(0xFFFFFFFF))
+    if len(values):
+        m.update_batch(values.tolist())
+    return LeanMinHash(m)
+
+
+class Deduplicator:
+    def __init__(self, exact: bool, near: bool, threshold: float = 0.7, num_perm: int = 128) -> None:
+        self.exact, self.near = exact, near
+        self.seen: set[bytes] = set()
+        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if near else None
+
+    def check(self, digest: bytes, signature: LeanMinHash | None) -> str | None:
+        """A drop reason for a duplicate, else None (and the document is remembered)."""
+        if self.exact:
+            if digest in self.seen:
+                return "exact_duplicate"
+            self.seen.add(digest)
+        if self.lsh is not None and signature is not None:
+            if self.lsh.query(signature):
+                return "near_duplicate"
+            self.lsh.insert(digest, signature)
+        return None

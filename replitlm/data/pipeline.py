@@ -1,0 +1,402 @@
+"""Raw code -> filtered, deduplicated, decontaminated, tokenized, packed MDS shards.
+
+    readers (main process, streaming)  ->  workers: decode, filters, tokenize, decontaminate, signatures
+    ->  main process, input order: dedup, train/val split by content hash, mixture weights, packing
+    ->  MDSWriter (zstd) into a staging folder  ->  stats.json  ->  rename into place (or upload)
+
+Nothing is held whole in memory: at most a few batches are in flight, and the dedup state is a digest per
+kept file (plus an LSH signature with near-dedup). A run is all-or-nothing: an interrupted run leaves only
+the staging folder, which the next run removes and redoes; the same input and seed give identical bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import multiprocessing
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from replitlm.data.decontam import BenchmarkIndex, humaneval_path, read_benchmark_texts
+from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
+from replitlm.data.encoding import TokenEncoder
+from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, license_allowed
+from replitlm.data.languages import REPLIT_LANGUAGES
+from replitlm.data.sources import RawDoc, iter_inputs
+
+BATCH_DOCS = 64
+BATCH_BYTES = 4 << 20
+
+
+@dataclass
+class PipelineConfig:
+    inputs: list[str]
+    out: str
+    tokenizer: str
+    max_seq_len: int = 2048
+    workers: int = 2
+    languages: tuple[str, ...] | None = REPLIT_LANGUAGES  # None: keep every language, known or not
+    mixture: dict[str, float] = field(default_factory=dict)  # language -> weight (>1 repeats, <1 subsamples)
+    quality: QualityFilter = field(default_factory=QualityFilter)
+    max_bytes: int = 1_000_000
+    licenses: tuple[str, ...] | None = PERMISSIVE_LICENSES  # None: no license filter
+    exact_dedup: bool = True
+    near_dedup: bool = True
+    near_dedup_threshold: float = 0.7
+    num_perm: int = 128
+    shingle: int = 5
+    decontaminate: bool = True
+    decontaminate_with: list[str] = field(default_factory=list)
+    decontam_ngram: int = 20
+    sequence_id: bool = False
+    val_fraction: float = 0.01
+    seed: int = 0
+    compression: str | None = "zstd"
+    shard_size: str = "64mb"
+    data_dir: str | None = None
+    split: str = "train"
+    overwrite: bool = False
+    progress: bool = True
+
+    def validate(self) -> None:
+        def bad(option: str, problem: str) -> None:
+            raise ValueError(f"{option}: {problem}")
+
+        if not self.inputs:
+            bad("--input", "give at least one input")
+        if self.max_seq_len <= 0:
+            bad("--max-seq-len", f"must be positive, got {self.max_seq_len}")
+        if self.workers < 0:
+            bad("--workers", f"must be >= 0, got {self.workers}")
+        if not 0 <= self.val_fraction < 1:
+            bad("--val-fraction", f"must be in [0, 1), got {self.val_fraction}")
+        if not 0 < self.near_dedup_threshold <= 1:
+            bad("--near-dedup-threshold", f"must be in (0, 1], got {self.near_dedup_threshold}")
+        if self.max_bytes <= 0:
+            bad("--max-bytes", f"must be positive, got {self.max_bytes}")
+        for lang, weight in self.mixture.items():
+            if weight < 0:
+                bad("--mixture", f"weight of {lang} must be >= 0, got {weight}")
+            if self.languages is not None and lang not in self.languages:
+                bad("--mixture", f"{lang} is not among the kept languages {list(self.languages)}")
+
+
+@dataclass
+class Processed:
+    source: str
+    lang: str
+    drop: str | None = None
+    detail: str = ""
+    n_bytes: int = 0
+    tokens: np.ndarray | None = None
+    digest: bytes = b""
+    signature: Any = None
+
+
+# -- the worker side --------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(config: PipelineConfig, encoder: TokenEncoder, benchmark: BenchmarkIndex | None) -> None:
+    _WORKER.update(config=config, encoder=encoder, benchmark=benchmark)
+    _WORKER["allowlist"] = frozenset(config.licenses) if config.licenses is not None else None
+
+
+def process_batch(docs: list[RawDoc]) -> list[Processed]:
+    """Everything per document that needs no global state (runs in a worker)."""
+    config: PipelineConfig = _WORKER["config"]
+    results, texts = [], []
+    for doc in docs:
+        item = Processed(doc.source, doc.lang or "unknown", doc.drop, doc.detail)
+        results.append(item)
+        if item.drop:
+            continue
+        text, item.drop = _screen(doc, config)
+        if text is not None:
+            item.n_bytes = (
+                len(doc.data) if isinstance(doc.data, bytes) else len(text.encode("utf-8", "surrogatepass"))
+            )
+            item.digest = content_digest(text)
+            texts.append((item, text))
+    threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
+    encoded = _WORKER["encoder"].encode([t for _, t in texts], num_threads=threads) if texts else []
+    benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
+    for (item, _), ids in zip(texts, encoded, strict=True):
+        tokens = np.asarray(ids, dtype=np.uint32)
+        if benchmark is not None and benchmark.contaminated(tokens):
+            item.drop = "contaminated"
+            continue
+        item.tokens = tokens
+        if config.near_dedup:
+            item.signature = minhash_signature(tokens, config.num_perm, config.shingle)
+    return results
+
+
+def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | None, str | None]:
+    if config.languages is not None and doc.lang not in config.languages:
+        return None, "language"
+    if not license_allowed(doc.licenses, _WORKER["allowlist"]):
+        return None, "license"
+    if isinstance(doc.data, bytes) and len(doc.data) > config.max_bytes:
+        return None, "too_large"
+    text, reason = decode(doc.data)
+    if reason:
+        return None, reason
+    if not text.strip():
+        return None, "empty"
+    if len(text) > config.max_bytes:
+        return None, "too_large"
+    return (None, reason) if (reason := config.quality.check(text)) else (text, None)
+
+
+# -- the main side -----------------------------------------------------------------------------------------
+class Packer:
+    """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids."""
+
+    def __init__(self, writer: Any, max_seq_len: int, eos_id: int, with_sequence_id: bool) -> None:
+        self.writer, self.eos_id, self.with_sequence_id = writer, eos_id, with_sequence_id
+        self.tokens = np.empty(max_seq_len, dtype=np.uint32)
+        self.sequence_id = np.empty(max_seq_len, dtype=np.uint16)
+        self.fill = self.doc_index = 0
+        self.samples = self.documents = 0
+
+    def add(self, tokens: np.ndarray) -> None:
+        doc = np.append(tokens, np.uint32(self.eos_id))
+        while len(doc):
+            take = min(len(doc), len(self.tokens) - self.fill)
+            self.tokens[self.fill : self.fill + take] = doc[:take]
+            self.sequence_id[self.fill : self.fill + take] = self.doc_index
+            self.fill += take
+            doc = doc[take:]
+            if self.fill == len(self.tokens):
+                self._emit()
+        self.doc_index += 1
+        self.documents += 1
+
+    def _emit(self) -> None:
+        sample = {"tokens": self.tokens.copy()}
+        if self.with_sequence_id:
+            sample["sequence_id"] = self.sequence_id.copy()
+        self.writer.write(sample)
+        self.samples += 1
+        self.fill = self.doc_index = 0
+
+    def finish(self) -> int:
+        """Close the writer; returns the tokens of the last, incomplete sample (not written)."""
+        self.writer.finish()
+        return self.fill
+
+
+def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
+    batch: list[RawDoc] = []
+    size = 0
+    for doc in docs:
+        batch.append(doc)
+        size += len(doc.data) if doc.data is not None else 0
+        if len(batch) >= BATCH_DOCS or size >= BATCH_BYTES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+def _ordered_map(fn: Callable, batches: Iterator, workers: int, initargs: tuple) -> Iterator:
+    """fn over batches in order, with at most 2 batches per worker in flight (bounded memory)."""
+    if workers == 0:
+        _init_worker(*initargs)
+        for batch in batches:
+            yield fn(batch)
+        return
+    # fork: workers inherit the imported modules (spawning re-imports torch and transformers, ~8 s each).
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    ctx = multiprocessing.get_context(method)
+    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
+        pending: collections.deque = collections.deque()
+        for batch in batches:
+            pending.append(pool.apply_async(fn, (batch,)))
+            if len(pending) >= 2 * workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def _split_of(digest: bytes, val_fraction: float) -> str:
+    return "val" if int.from_bytes(digest[8:16], "little") / 2**64 < val_fraction else "train"
+
+
+def _copies(digest: bytes, weight: float, seed: int) -> int:
+    """How many times a document enters the mix: floor(weight), plus one more with probability frac(weight)."""
+    u = ((int.from_bytes(digest[:8], "little") ^ (seed * 0x9E3779B97F4A7C15)) % 2**64) / 2**64
+    whole = int(weight)
+    return whole + (1 if u < weight - whole else 0)
+
+
+@dataclass
+class Stats:
+    languages: dict[str, dict[str, int]] = field(
+        default_factory=lambda: collections.defaultdict(lambda: {"files": 0, "bytes": 0, "tokens": 0})
+    )
+    dropped: collections.Counter = field(default_factory=collections.Counter)
+    examples: dict[str, str] = field(default_factory=dict)  # one source per drop reason, for the report
+    splits: dict[str, dict[str, int]] = field(default_factory=dict)
+    files_seen: int = 0
+    repeated: int = 0
+
+    def drop(self, item: Processed, reason: str) -> None:
+        self.dropped[reason] += 1
+        self.examples.setdefault(reason, f"{item.source} {item.detail}".strip())
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "files_seen": self.files_seen,
+            "languages": {k: dict(v) for k, v in sorted(self.languages.items())},
+            "dropped": dict(sorted(self.dropped.items())),
+            "drop_examples": dict(sorted(self.examples.items())),
+            "repeated_by_mixture": self.repeated,
+            "splits": self.splits,
+        }
+
+
+def run(config: PipelineConfig) -> dict[str, Any]:
+    """Run the whole pipeline; returns the stats also written to <out>/stats.json."""
+    config.validate()
+    start = time.perf_counter()
+    encoder = TokenEncoder(config.tokenizer)
+    benchmark = _benchmark_index(config, encoder)
+    remote = "://" in config.out
+    final = Path(tempfile.mkdtemp(prefix="replitlm-prep-")) / "out" if remote else Path(config.out)
+    if not remote and final.exists() and any(final.iterdir()) and not config.overwrite:
+        raise FileExistsError(f"--out {final} exists and is not empty; pass --overwrite to replace it")
+    staging = final.parent / f".{final.name}.partial"
+    if staging.exists():
+        shutil.rmtree(staging)  # an earlier run was interrupted: redo it from the start
+    staging.mkdir(parents=True)
+
+    stats = Stats()
+    packers = {split: _packer(staging / split, config, encoder.eos_id) for split in ("train", "val")}
+    dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
+    docs = iter_inputs(config.inputs, config.max_bytes, config.data_dir, config.split)
+    bar = tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0)
+    results = _ordered_map(process_batch, _batches(docs), config.workers, (config, encoder, benchmark))
+    for batch in results:
+        for item in batch:
+            _consume(item, config, stats, dedup, packers)
+        bar.update(len(batch))
+    bar.close()
+    for split, packer in packers.items():
+        remainder = packer.finish()
+        stats.splits[split] = {
+            "samples": packer.samples,
+            "tokens": packer.samples * config.max_seq_len,
+            "documents": packer.documents,
+            "remainder_tokens_dropped": remainder,
+        }
+    report = stats.as_dict()
+    report["seconds"] = round(time.perf_counter() - start, 2)
+    report["config"] = _config_record(config)
+    _write_json(staging / "stats.json", report)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+    if remote:
+        _upload(final, config.out)
+    return report
+
+
+def _consume(
+    item: Processed, config: PipelineConfig, stats: Stats, dedup: Deduplicator, packers: dict[str, Packer]
+) -> None:
+    stats.files_seen += 1
+    if item.drop:
+        stats.drop(item, item.drop)
+        return
+    if reason := dedup.check(item.digest, item.signature):
+        stats.drop(item, reason)
+        return
+    copies = _copies(item.digest, config.mixture.get(item.lang, 1.0), config.seed)
+    if copies == 0:
+        stats.drop(item, "subsampled")
+        return
+    stats.repeated += copies - 1
+    lang = stats.languages[item.lang]
+    lang["files"] += 1
+    lang["bytes"] += item.n_bytes
+    lang["tokens"] += len(item.tokens) + 1
+    packer = packers[_split_of(item.digest, config.val_fraction)]
+    for _ in range(copies):
+        packer.add(item.tokens)
+
+
+def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
+    from streaming import MDSWriter
+
+    columns = {"tokens": "ndarray:uint32"}
+    if config.sequence_id:
+        columns["sequence_id"] = "ndarray:uint16"
+    writer = MDSWriter(
+        out=str(path), columns=columns, compression=config.compression, size_limit=config.shard_size
+    )
+    return Packer(writer, config.max_seq_len, eos_id, config.sequence_id)
+
+
+def _benchmark_index(config: PipelineConfig, encoder: TokenEncoder) -> BenchmarkIndex | None:
+    if not config.decontaminate:
+        return None
+    texts = read_benchmark_texts(humaneval_path())
+    for path in config.decontaminate_with:
+        texts.extend(read_benchmark_texts(path))
+    return BenchmarkIndex(texts, encoder.encode, n=config.decontam_ngram)
+
+
+def _config_record(config: PipelineConfig) -> dict[str, Any]:
+    record = asdict(config)
+    record.pop("progress")
+    return record
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, default=list) + "\n")
+    os.replace(tmp, path)
+
+
+def _upload(local: Path, remote: str) -> None:
+    """Upload a finished output folder; each split's index.json goes last, so readers never see a partial set."""
+    from streaming.base.storage import CloudUploader
+
+    files = sorted(p for p in local.rglob("*") if p.is_file())
+    files.sort(key=lambda p: p.name == "index.json")
+    for path in files:
+        relative = path.relative_to(local)
+        uploader = CloudUploader.get(
+            out=(str(local / relative.parent), f"{remote.rstrip('/')}/{relative.parent}".rstrip("/."))
+        )
+        uploader.upload_file(relative.name)
+
+
+def format_report(report: dict[str, Any]) -> str:
+    """The printed summary: per-language files/bytes/tokens, drops per reason, split sizes."""
+    lines = [f"{'language':<20}{'files':>10}{'MB':>10}{'tokens':>14}"]
+    for lang, row in report["languages"].items():
+        lines.append(f"{lang:<20}{row['files']:>10,}{row['bytes'] / 1e6:>10.1f}{row['tokens']:>14,}")
+    lines.append("")
+    lines.append(f"{'dropped':<28}{'files':>10}   example")
+    for reason, count in report["dropped"].items():
+        lines.append(f"{reason:<28}{count:>10,}   {report['drop_examples'].get(reason, '')[:70]}")
+    lines.append("")
+    for split, row in report["splits"].items():
+        lines.append(
+            f"{split}: {row['samples']:,} samples of {report['config']['max_seq_len']} tokens from "
+            f"{row['documents']:,} documents ({row['remainder_tokens_dropped']:,} tokens left over, not written)"
+        )
+    lines.append(f"{report['files_seen']:,} files in {report['seconds']:.1f} s")
+    return "\n".join(lines)

@@ -1,0 +1,178 @@
+"""Readers: turn each input into a stream of raw documents, one at a time (never the whole corpus).
+
+An input is
+- a directory tree of source files (language from the extension; symlinks are not followed);
+- a `.jsonl` / `.jsonl.gz` / `.parquet` file, or a `datasets` folder saved with `save_to_disk`, in
+  the-stack-dedup's schema (`content`, `lang`, `ext`, `licenses`, `max_stars_repo_path`, ...);
+- a hub dataset id (`bigcode/the-stack-dedup`, with `data_dir`), streamed through `datasets.load_dataset`;
+  prefix a local path with `hf:` to load it the same way.
+A file that cannot be read (or stops being readable half-way) becomes a `RawDoc` with a drop reason, so it is
+counted and reported, not silently lost and not fatal.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from replitlm.data.languages import canonical_language, language_of_path
+
+
+@dataclass
+class RawDoc:
+    source: str  # file path, or "input:record" for records inside a file or dataset
+    data: bytes | str | None
+    lang: str | None
+    licenses: list[str] | None = None
+    drop: str | None = None  # set when the reader already knows the document is unusable
+    detail: str = field(default="", compare=False)
+
+
+class InputError(ValueError):
+    """An input cannot be used at all (missing, unknown kind); the message names it."""
+
+
+def iter_inputs(
+    inputs: list[str], max_bytes: int, data_dir: str | None = None, split: str = "train"
+) -> Iterator[RawDoc]:
+    for spec in inputs:
+        yield from iter_input(spec, max_bytes, data_dir, split)
+
+
+def iter_input(
+    spec: str, max_bytes: int, data_dir: str | None = None, split: str = "train"
+) -> Iterator[RawDoc]:
+    if spec.startswith("hf:"):
+        yield from iter_hub_dataset(spec[3:], data_dir, split)
+        return
+    path = Path(spec)
+    if path.is_dir():
+        if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
+            yield from iter_saved_dataset(path, split)
+        else:
+            yield from iter_tree(path, max_bytes)
+    elif path.is_file():
+        name = path.name.lower()
+        if name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
+            yield from iter_jsonl(path)
+        elif name.endswith(".parquet"):
+            yield from iter_parquet(path)
+        else:
+            raise InputError(
+                f"--input {spec}: unknown file kind (expected .jsonl, .jsonl.gz, .parquet or a folder)"
+            )
+    elif "/" in spec and not spec.startswith((".", "/")) and not path.exists():
+        yield from iter_hub_dataset(spec, data_dir, split)
+    else:
+        raise InputError(f"--input {spec}: no such file or folder")
+
+
+def iter_tree(root: Path, max_bytes: int) -> Iterator[RawDoc]:
+    """Files below `root` in sorted order. Symlinked folders are not entered (no loops)."""
+    for dirpath, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
+        dirnames.sort()
+        for name in sorted(filenames):
+            path = os.path.join(dirpath, name)
+            yield _read_file(path, max_bytes)
+
+
+def _read_file(path: str, max_bytes: int) -> RawDoc:
+    lang = language_of_path(path)
+    try:
+        size = os.stat(path).st_size  # follows a file symlink; a loop raises here
+        if size > max_bytes:
+            return RawDoc(path, None, lang, drop="too_large", detail=f"{size} bytes")
+        with open(path, "rb") as f:
+            return RawDoc(path, f.read(max_bytes + 1), lang)
+    except OSError as e:
+        return RawDoc(path, None, lang, drop="unreadable", detail=f"{type(e).__name__}: {e.strerror or e}")
+
+
+def _record_doc(source: str, record: dict[str, Any]) -> RawDoc:
+    content = record.get("content")
+    if not isinstance(content, str):
+        return RawDoc(source, None, None, drop="bad_record", detail="no string 'content' field")
+    lang = record.get("lang")
+    path = record.get("max_stars_repo_path") or record.get("path") or ""
+    if lang:
+        lang = canonical_language(str(lang))
+    else:
+        ext = record.get("ext")
+        lang = language_of_path(f"x.{ext}" if ext else path)
+    licenses = record.get("licenses", record.get("max_stars_repo_licenses"))
+    return RawDoc(source, content, lang, list(licenses) if licenses is not None else None)
+
+
+def iter_jsonl(path: Path) -> Iterator[RawDoc]:
+    opener = gzip.open if path.name.lower().endswith(".gz") else open
+    line_no = 0
+    try:
+        with opener(path, "rt", encoding="utf-8") as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield RawDoc(
+                        f"{path}:{line_no}", None, None, drop="bad_record", detail=f"invalid JSON: {e}"
+                    )
+                    continue
+                if not isinstance(record, dict):
+                    yield RawDoc(
+                        f"{path}:{line_no}", None, None, drop="bad_record", detail="not a JSON object"
+                    )
+                    continue
+                yield _record_doc(f"{path}:{line_no}", record)
+    except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated .gz, unreadable file
+        yield RawDoc(
+            f"{path}:{line_no + 1}", None, None, drop="unreadable", detail=f"{type(e).__name__}: {e}"
+        )
+
+
+def iter_parquet(path: Path) -> Iterator[RawDoc]:
+    import pyarrow.parquet as pq
+
+    row = 0
+    try:
+        parquet = pq.ParquetFile(path)
+        columns = [
+            c
+            for c in ("content", "lang", "ext", "licenses", "max_stars_repo_licenses", "max_stars_repo_path")
+            if c in parquet.schema_arrow.names
+        ]
+        for batch in parquet.iter_batches(batch_size=256, columns=columns):
+            for record in batch.to_pylist():
+                yield _record_doc(f"{path}:{row}", record)
+                row += 1
+    except Exception as e:  # pyarrow raises ArrowInvalid / OSError for truncated or corrupt files
+        yield RawDoc(f"{path}:{row}", None, None, drop="unreadable", detail=f"{type(e).__name__}: {e}")
+
+
+def iter_saved_dataset(path: Path, split: str) -> Iterator[RawDoc]:
+    import datasets
+
+    ds = datasets.load_from_disk(str(path))
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise InputError(f"--input {path}: no split '{split}' (has {sorted(ds)}); use --split")
+        ds = ds[split]
+    for i, record in enumerate(ds):
+        yield _record_doc(f"{path}:{i}", record)
+
+
+def iter_hub_dataset(name: str, data_dir: str | None, split: str) -> Iterator[RawDoc]:
+    """Stream a dataset through `datasets.load_dataset` (hub id, or local folder/script)."""
+    import datasets
+
+    try:
+        ds = datasets.load_dataset(name, data_dir=data_dir, split=split, streaming=True)
+    except Exception as e:
+        raise InputError(f"--input {name}: cannot load the dataset ({type(e).__name__}: {e})") from e
+    for i, record in enumerate(ds):
+        yield _record_doc(f"{name}:{i}", record)
