@@ -300,6 +300,8 @@ def run(config: PipelineConfig) -> dict[str, Any]:
             "documents": packer.documents,
             "remainder_tokens_dropped": remainder,
         }
+        if not packer.samples:  # streaming cannot open a dataset without samples: leave no empty split
+            shutil.rmtree(staging / split)
     report = stats.as_dict()
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["config"] = _config_record(config)
@@ -394,6 +396,9 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"{reason:<28}{count:>10,}   {report['drop_examples'].get(reason, '')[:70]}")
     lines.append("")
     for split, row in report["splits"].items():
+        if not row["samples"]:
+            lines.append(f"{split}: no complete sample, not written")
+            continue
         lines.append(
             f"{split}: {row['samples']:,} samples of {report['config']['max_seq_len']} tokens from "
             f"{row['documents']:,} documents ({row['remainder_tokens_dropped']:,} tokens left over, not written)"
