@@ -18,18 +18,38 @@ import numpy as np
 
 # Fields that hold benchmark code or prompts in HumanEval, HumanEval-X, MBPP and similar JSONL files.
 TEXT_FIELDS = ("prompt", "canonical_solution", "declaration", "code", "solution", "completion")
-_MULT = np.uint64(0x9E3779B97F4A7C15)
+_BASE = np.uint64(0x9E3779B97F4A7C15)  # odd, so invertible modulo 2**64
+_POWERS: list[np.ndarray] = [np.ones(1, dtype=np.uint64), np.ones(1, dtype=np.uint64)]  # base**k, base**-k
+
+
+def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
+    """base**k and base**-k (mod 2**64) for k < length, grown by doubling and cached."""
+    if len(_POWERS[0]) < length:
+        size = max(length, 2 * len(_POWERS[0]))
+        inverse = pow(int(_BASE), -1, 2**64)
+        one = np.ones(1, dtype=np.uint64)
+        with np.errstate(over="ignore"):
+            _POWERS[0] = np.concatenate([one, np.cumprod(np.full(size - 1, _BASE, dtype=np.uint64))])
+            _POWERS[1] = np.concatenate([one, np.cumprod(np.full(size - 1, inverse, dtype=np.uint64))])
+    return _POWERS[0][:length], _POWERS[1][:length]
 
 
 def ngram_hashes(tokens: np.ndarray, n: int) -> np.ndarray:
-    """A 64-bit hash of every window of n consecutive token ids (empty if fewer than n tokens)."""
+    """A 64-bit hash of every window of n consecutive token ids (empty if fewer than n tokens).
+
+    A polynomial hash sum_i t[j+i] * base**i (mod 2**64) for all j at once from one prefix sum:
+    (S[j+n] - S[j]) * base**-j, with S the prefix sums of t[k] * base**k. Four passes over the tokens
+    whatever n is, then a multiply-xorshift to spread the bits.
+    """
     if len(tokens) < n:
         return np.empty(0, dtype=np.uint64)
-    windows = np.lib.stride_tricks.sliding_window_view(tokens.astype(np.uint64), n)
-    h = np.zeros(len(windows), dtype=np.uint64)
+    up, down = _powers(len(tokens))
     with np.errstate(over="ignore"):
-        for i in range(n):
-            h = (h * _MULT) ^ windows[:, i]
+        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(tokens.astype(np.uint64) * up)])
+        h = (prefix[n:] - prefix[:-n]) * down[: len(tokens) - n + 1]
+        h ^= h >> np.uint64(29)
+        h *= _BASE
+        h ^= h >> np.uint64(32)
     return h
 
 
@@ -61,18 +81,28 @@ def humaneval_path() -> Path:
 
 
 class BenchmarkIndex:
+    """The benchmark's n-gram hashes: a 2**24-slot filter for a fast first look, a sorted array to confirm."""
+
+    FILTER_BITS = 24
+
     def __init__(
         self, texts: Iterable[str], encode: Callable[[list[str]], list[list[int]]], n: int = 20
     ) -> None:
         self.n = n
         hashes = [ngram_hashes(np.asarray(ids, dtype=np.int64), n) for ids in encode(list(texts))]
         self.hashes = np.unique(np.concatenate(hashes)) if hashes else np.empty(0, dtype=np.uint64)
+        self.filter = np.zeros(1 << self.FILTER_BITS, dtype=bool)
+        self.filter[self._slot(self.hashes)] = True
+
+    def _slot(self, hashes: np.ndarray) -> np.ndarray:
+        return (hashes & np.uint64((1 << self.FILTER_BITS) - 1)).astype(np.intp)
 
     def contaminated(self, tokens: np.ndarray) -> bool:
         if not len(self.hashes):
             return False
         doc = ngram_hashes(tokens, self.n)
-        if not len(doc):
+        candidates = doc[self.filter[self._slot(doc)]]
+        if not len(candidates):
             return False
-        pos = np.searchsorted(self.hashes, doc).clip(max=len(self.hashes) - 1)
-        return bool((self.hashes[pos] == doc).any())
+        pos = np.searchsorted(self.hashes, candidates).clip(max=len(self.hashes) - 1)
+        return bool((self.hashes[pos] == candidates).any())

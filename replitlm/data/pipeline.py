@@ -12,6 +12,7 @@ the staging folder, which the next run removes and redoes; the same input and se
 from __future__ import annotations
 
 import collections
+import itertools
 import json
 import multiprocessing
 import os
@@ -130,8 +131,7 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
     encoded = _WORKER["encoder"].encode([t for _, t in texts], num_threads=threads) if texts else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
-    for (item, _), ids in zip(texts, encoded, strict=True):
-        tokens = np.asarray(ids, dtype=np.uint32)
+    for (item, _), tokens in zip(texts, _as_arrays(encoded), strict=True):
         if benchmark is not None and benchmark.contaminated(tokens):
             item.drop = "contaminated"
             continue
@@ -139,6 +139,13 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
         if config.near_dedup:
             item.signature = minhash_signature(tokens, config.num_perm, config.shingle)
     return results
+
+
+def _as_arrays(encoded: list[list[int]]) -> list[np.ndarray]:
+    """uint32 arrays of many id lists, converted in one pass (much faster than one np.asarray each)."""
+    lengths = [len(ids) for ids in encoded]
+    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint32, count=sum(lengths))
+    return np.split(flat, np.cumsum(lengths)[:-1]) if encoded else []
 
 
 def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | None, str | None]:
@@ -163,24 +170,28 @@ class Packer:
     """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids."""
 
     def __init__(self, writer: Any, max_seq_len: int, eos_id: int, with_sequence_id: bool) -> None:
-        self.writer, self.eos_id, self.with_sequence_id = writer, eos_id, with_sequence_id
+        self.writer, self.with_sequence_id = writer, with_sequence_id
+        self.eos = np.array([eos_id], dtype=np.uint32)
         self.tokens = np.empty(max_seq_len, dtype=np.uint32)
         self.sequence_id = np.empty(max_seq_len, dtype=np.uint16)
         self.fill = self.doc_index = 0
         self.samples = self.documents = 0
 
     def add(self, tokens: np.ndarray) -> None:
-        doc = np.append(tokens, np.uint32(self.eos_id))
-        while len(doc):
-            take = min(len(doc), len(self.tokens) - self.fill)
-            self.tokens[self.fill : self.fill + take] = doc[:take]
-            self.sequence_id[self.fill : self.fill + take] = self.doc_index
-            self.fill += take
-            doc = doc[take:]
-            if self.fill == len(self.tokens):
-                self._emit()
+        self._put(tokens)
+        self._put(self.eos)
         self.doc_index += 1
         self.documents += 1
+
+    def _put(self, part: np.ndarray) -> None:
+        while len(part):
+            take = min(len(part), len(self.tokens) - self.fill)
+            self.tokens[self.fill : self.fill + take] = part[:take]
+            self.sequence_id[self.fill : self.fill + take] = self.doc_index
+            self.fill += take
+            part = part[take:]
+            if self.fill == len(self.tokens):
+                self._emit()
 
     def _emit(self) -> None:
         sample = {"tokens": self.tokens.copy()}

@@ -1,0 +1,145 @@
+#!/usr/bin/env python
+"""Throughput and memory of the code-corpus pipeline against raw SentencePiece (the ceiling).
+
+Builds a corpus of real code from this machine (the Python installation's sources, /usr/include and the
+virtual environment's site-packages; files the language table knows, under 1 MB) by linking files into a
+temporary folder, then measures, each in a fresh process:
+  * the ceiling: raw `sentencepiece` batch encoding of the same files on --workers threads
+    (reading and decoding not timed);
+  * the full pipeline with --workers worker processes, quality filters, license filter, exact dedup and
+    decontamination on, near-dedup off (and once more with near-dedup on, for reference);
+  * the pipeline's peak RSS (main process and its largest worker) on the full corpus and on a quarter of
+    it, to show that memory does not grow with the corpus.
+
+    python scripts/bench/data_prep.py [--mb 200 --workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+from replitlm.data.languages import language_of_path
+
+ROOTS = [
+    Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}",
+    Path("/usr/include"),
+    Path(sys.prefix) / "lib",
+]
+
+CEILING = """
+import json, os, resource, sys, time
+import sentencepiece as spm
+folder, model, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
+sp = spm.SentencePieceProcessor(model_file=model)
+tokens = seconds = n_bytes = 0
+batch, size = [], 0
+def flush():
+    global tokens, seconds, batch, size
+    start = time.perf_counter()
+    tokens += sum(len(ids) + 1 for ids in sp.encode(batch, num_threads=workers))
+    seconds += time.perf_counter() - start
+    batch, size = [], 0
+for name in sorted(os.listdir(folder)):
+    try:
+        text = open(os.path.join(folder, name), encoding="utf-8").read()
+    except (UnicodeDecodeError, OSError):
+        continue
+    batch.append(text); size += len(text); n_bytes += len(text.encode())
+    if size > 4 << 20: flush()
+flush()
+print(json.dumps({"tokens": tokens, "seconds": seconds, "bytes": n_bytes}))
+"""
+
+PIPELINE = """
+import json, resource, sys, time
+from replitlm.data.pipeline import PipelineConfig, run
+folder, model, workers, out, near = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+import os
+n_bytes = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
+report = run(PipelineConfig(inputs=[folder], out=out, tokenizer=model, workers=workers, near_dedup=near,
+                            val_fraction=0.01, progress=False))
+tokens = sum(row["tokens"] for row in report["languages"].values())
+rss = {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+       "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
+print(json.dumps({"tokens": tokens, "seconds": report["seconds"], "rss_mb": rss, "bytes": n_bytes}))
+"""
+
+
+def build_corpus(folder: Path, target_bytes: int) -> tuple[int, int]:
+    total = count = 0
+    for root in ROOTS:
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for name in sorted(filenames):
+                path = Path(dirpath) / name
+                if path.is_symlink() or language_of_path(name) is None:
+                    continue
+                try:
+                    size = path.stat().st_size
+                except OSError:
+                    continue
+                if 0 < size < 1_000_000:
+                    (folder / f"{count:06d}_{name}").symlink_to(path)
+                    total, count = total + size, count + 1
+                    if total >= target_bytes:
+                        return total, count
+    return total, count
+
+
+def measure(script: str, *args: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=False
+    )
+    if result.returncode:
+        raise SystemExit(f"measurement failed:\n{result.stderr}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--mb", type=int, default=200, help="corpus size in MB (default 200)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--tokenizer", default=str(REPO.parent / "shared" / "replit" / "spiece.model"))
+    args = p.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        full, quarter = tmp / "full", tmp / "quarter"
+        full.mkdir(), quarter.mkdir()
+        size, files = build_corpus(full, args.mb * 1_000_000)
+        build_corpus(quarter, args.mb * 250_000)
+        print(f"corpus: {files:,} files, {size / 1e6:.0f} MB of real code; {args.workers} workers")
+        ceiling = measure(CEILING, str(full), args.tokenizer, str(args.workers))
+        fast = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / "o1"), "0")
+        small = measure(PIPELINE, str(quarter), args.tokenizer, str(args.workers), str(tmp / "o2"), "0")
+        near = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / "o3"), "1")
+
+    ceiling_rate = ceiling["tokens"] / ceiling["seconds"]
+    print(f"\n{'run':<44}{'tokens/s':>12}{'vs ceiling':>12}{'peak RSS MB (main/worker)':>28}")
+    print(f"{'raw sentencepiece (ceiling)':<44}{ceiling_rate:>12,.0f}{1.0:>12.2f}")
+    for name, r in (
+        ("pipeline, near-dedup off", fast),
+        ("pipeline, near-dedup off, 1/4 corpus", small),
+        ("pipeline, near-dedup on", near),
+    ):
+        rate = r["tokens"] / r["seconds"]
+        rss = f"{r['rss_mb']['main']:.0f} / {r['rss_mb']['worker']:.0f}"
+        print(f"{name:<44}{rate:>12,.0f}{rate / ceiling_rate:>12.2f}{rss:>28}")
+    print(
+        "\n(the pipeline reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its "
+        "tokens count only the files it keeps, the ceiling's every decodable file; input MB/s compares the same text)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
