@@ -26,7 +26,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
-from replitlm.data.languages import language_of_path
+from replitlm.data.languages import language_of_path  # noqa: E402
 
 ROOTS = [
     Path(sys.base_prefix) / "lib" / f"python{sys.version_info.major}.{sys.version_info.minor}",
