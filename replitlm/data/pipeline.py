@@ -32,7 +32,7 @@ from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, license_allowed
 from replitlm.data.languages import REPLIT_LANGUAGES
-from replitlm.data.sources import RawDoc, iter_inputs
+from replitlm.data.sources import RawDoc, iter_inputs, load
 
 BATCH_DOCS = 64
 BATCH_BYTES = 4 << 20
@@ -117,6 +117,10 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
     config: PipelineConfig = _WORKER["config"]
     results, texts = [], []
     for doc in docs:
+        if doc.deferred and config.languages is not None and doc.lang not in config.languages:
+            results.append(Processed(doc.source, doc.lang or "unknown", "language"))
+            continue  # not worth reading
+        doc = load(doc, config.max_bytes)
         item = Processed(doc.source, doc.lang or "unknown", doc.drop, doc.detail)
         results.append(item)
         if item.drop:

@@ -31,6 +31,7 @@ class RawDoc:
     licenses: list[str] | None = None
     drop: str | None = None  # set when the reader already knows the document is unusable
     detail: str = field(default="", compare=False)
+    deferred: bool = False  # a file not read yet: `load` reads it (in a worker, off the main process)
 
 
 class InputError(ValueError):
@@ -73,15 +74,22 @@ def iter_input(
 
 
 def iter_tree(root: Path, max_bytes: int) -> Iterator[RawDoc]:
-    """Files below `root` in sorted order. Symlinked folders are not entered (no loops)."""
+    """Files below `root` in sorted order, not yet read (`load` reads them, in a worker).
+
+    Symlinked folders are not entered (no loops)."""
     for dirpath, dirnames, filenames in os.walk(root, onerror=None, followlinks=False):
         dirnames.sort()
         for name in sorted(filenames):
             path = os.path.join(dirpath, name)
-            yield _read_file(path, max_bytes)
+            yield RawDoc(path, None, language_of_path(path), deferred=True)
 
 
-def _read_file(path: str, max_bytes: int) -> RawDoc:
+def load(doc: RawDoc, max_bytes: int) -> RawDoc:
+    """A deferred document with its bytes read (or its drop reason); others unchanged."""
+    return read_file(doc.source, max_bytes) if doc.deferred else doc
+
+
+def read_file(path: str, max_bytes: int) -> RawDoc:
     lang = language_of_path(path)
     try:
         size = os.stat(path).st_size  # follows a file symlink; a loop raises here

@@ -18,7 +18,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from replitlm.data.filters import decode
-from replitlm.data.sources import iter_inputs
+from replitlm.data.sources import iter_inputs, load
 
 SPECIAL_PIECES = ("<|unk|>", "<|endoftext|>", "<|pad|>")
 
@@ -33,6 +33,7 @@ def corpus_texts(inputs: list[str], max_total_bytes: int, max_file_bytes: int = 
     """Decodable documents from the inputs, until max_total_bytes of text has been yielded."""
     total = 0
     for doc in iter_inputs(inputs, max_file_bytes):
+        doc = load(doc, max_file_bytes)
         if doc.drop or doc.data is None:
             continue
         text, reason = decode(doc.data)
