@@ -393,11 +393,9 @@ def _upload(local: Path, remote: str) -> None:
     files = sorted(p for p in local.rglob("*") if p.is_file())
     files.sort(key=lambda p: p.name == "index.json")
     for path in files:
-        relative = path.relative_to(local)
-        uploader = CloudUploader.get(
-            out=(str(local / relative.parent), f"{remote.rstrip('/')}/{relative.parent}".rstrip("/."))
-        )
-        uploader.upload_file(relative.name)
+        folder = path.parent.relative_to(local)
+        target = remote.rstrip("/") + ("" if folder == Path(".") else f"/{folder.as_posix()}")
+        CloudUploader.get(out=(str(path.parent), target)).upload_file(path.name)
 
 
 def format_report(report: dict[str, Any]) -> str:

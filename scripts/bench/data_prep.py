@@ -124,16 +124,24 @@ def main() -> int:
         near = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / "o3"), "1")
 
     ceiling_rate = ceiling["tokens"] / ceiling["seconds"]
-    print(f"\n{'run':<44}{'tokens/s':>12}{'vs ceiling':>12}{'peak RSS MB (main/worker)':>28}")
-    print(f"{'raw sentencepiece (ceiling)':<44}{ceiling_rate:>12,.0f}{1.0:>12.2f}")
-    for name, r in (
-        ("pipeline, near-dedup off", fast),
-        ("pipeline, near-dedup off, 1/4 corpus", small),
-        ("pipeline, near-dedup on", near),
-    ):
-        rate = r["tokens"] / r["seconds"]
+    ceiling_mb = ceiling["bytes"] / ceiling["seconds"] / 1e6
+    print(
+        f"\n{'run':<40}{'tokens/s':>11}{'ratio':>7}{'input MB/s':>12}{'ratio':>7}{'peak RSS MB main/worker':>25}"
+    )
+    print(
+        f"{'raw sentencepiece (ceiling)':<40}{ceiling_rate:>11,.0f}{1.0:>7.2f}{ceiling_mb:>12.2f}{1.0:>7.2f}"
+    )
+    runs = {
+        "pipeline, near-dedup off": fast,
+        "pipeline, near-dedup off, 1/4 corpus": small,
+        "pipeline, near-dedup on": near,
+    }
+    for name, r in runs.items():
+        rate, mb = r["tokens"] / r["seconds"], r["bytes"] / r["seconds"] / 1e6
         rss = f"{r['rss_mb']['main']:.0f} / {r['rss_mb']['worker']:.0f}"
-        print(f"{name:<44}{rate:>12,.0f}{rate / ceiling_rate:>12.2f}{rss:>28}")
+        print(
+            f"{name:<40}{rate:>11,.0f}{rate / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}{rss:>25}"
+        )
     print(
         "\n(the pipeline reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its "
         "tokens count only the files it keeps, the ceiling's every decodable file; input MB/s compares the same text)"

@@ -348,3 +348,39 @@ def test_cli_errors_are_one_line_and_name_the_culprit(
     assert result.returncode == 2
     assert message in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_upload_sends_every_file_with_index_last(tmp_path: Path, spiece_path: Path, monkeypatch) -> None:
+    from streaming.base.storage import LocalUploader
+
+    from replitlm.data import pipeline
+
+    out = tmp_path / "out"
+    run(
+        PipelineConfig(
+            inputs=[str(STDLIB / "json")],
+            out=str(out),
+            tokenizer=str(spiece_path),
+            max_seq_len=64,
+            workers=0,
+            progress=False,
+        )
+    )
+    order = []
+    original = LocalUploader.upload_file
+
+    def recording(self, filename):
+        order.append(filename)
+        return original(self, filename)
+
+    monkeypatch.setattr(LocalUploader, "upload_file", recording)
+    pipeline._upload(out, str(tmp_path / "remote"))  # a local "remote": streaming's LocalUploader copies
+    local_files = sorted(p.relative_to(out) for p in out.rglob("*") if p.is_file())
+    remote_files = sorted(
+        p.relative_to(tmp_path / "remote") for p in (tmp_path / "remote").rglob("*") if p.is_file()
+    )
+    assert local_files == remote_files
+    assert order[-1] == "index.json" and order.count("index.json") == sum(
+        f.name == "index.json" for f in local_files
+    )
+    assert all(name == "index.json" for name in order[len(order) - order.count("index.json") :])
