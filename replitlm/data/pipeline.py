@@ -326,6 +326,7 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     os.replace(staging, final)
     if remote:
         _upload(final, config.out)
+        shutil.rmtree(final.parent)
     return report
 
 
@@ -395,7 +396,8 @@ def _upload(local: Path, remote: str) -> None:
     for path in files:
         folder = path.parent.relative_to(local)
         target = remote.rstrip("/") + ("" if folder == Path(".") else f"/{folder.as_posix()}")
-        CloudUploader.get(out=(str(path.parent), target)).upload_file(path.name)
+        uploader = CloudUploader.get(out=(str(path.parent), target), keep_local=True, exist_ok=True)
+        uploader.upload_file(path.name)
 
 
 def format_report(report: dict[str, Any]) -> str:

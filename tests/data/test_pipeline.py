@@ -328,26 +328,61 @@ def test_kill_mid_run_then_rerun_gives_the_same_shards(tmp_path: Path, spiece_pa
         assert (clean / f).read_bytes() == (out / f).read_bytes(), f
 
 
+def load_cli():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("convert_code_dataset", CLI)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
         (["--input", "/no/such/folder"], "/no/such/folder: no such file or folder"),
         (["--max-seq-len", "0"], "--max-seq-len: must be positive"),
-        (["--mixture", "Python=x"], "is not a number"),
         (["--tokenizer", "/no/such.model"], "/no/such.model does not exist"),
+        (["--mixture", "Python=2", "--languages", "C"], "Python is not among the kept languages"),
     ],
 )
 def test_cli_errors_are_one_line_and_name_the_culprit(
-    tmp_path: Path, spiece_path: Path, extra: list[str], message: str
+    tmp_path: Path, spiece_path: Path, extra: list[str], message: str, capsys
 ) -> None:
     args = {"--input": str(STDLIB / "json"), "--out": str(tmp_path / "o"), "--tokenizer": str(spiece_path)}
     for key, value in zip(extra[::2], extra[1::2], strict=True):
         args[key] = value
-    cmd = [sys.executable, str(CLI), "--quiet", *[x for kv in args.items() for x in kv]]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert result.returncode == 2
-    assert message in result.stderr and "Traceback" not in result.stderr
+    assert load_cli().main(["--quiet", *[x for kv in args.items() for x in kv]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_cli_process_exit_code_and_report(tmp_path: Path, spiece_path: Path) -> None:
+    cmd = [
+        sys.executable,
+        str(CLI),
+        "--input",
+        str(STDLIB / "json"),
+        "--tokenizer",
+        str(spiece_path),
+        "--quiet",
+    ]
+    bad = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "o"), "--mixture", "Python=x"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2 and "is not a number" in bad.stderr and "Traceback" not in bad.stderr
+    good = subprocess.run(
+        [*cmd, "--out", str(tmp_path / "o"), "--max-seq-len", "64"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert good.returncode == 0, good.stderr
+    assert "Python" in good.stdout and "train:" in good.stdout and "dropped" in good.stdout
 
 
 def test_upload_sends_every_file_with_index_last(tmp_path: Path, spiece_path: Path, monkeypatch) -> None:
@@ -384,3 +419,36 @@ def test_upload_sends_every_file_with_index_last(tmp_path: Path, spiece_path: Pa
         f.name == "index.json" for f in local_files
     )
     assert all(name == "index.json" for name in order[len(order) - order.count("index.json") :])
+
+
+def test_any_hugging_face_tokenizer_works(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    texts = [(STDLIB / n).read_text() for n in ("bisect.py", "heapq.py", "csv.py")]
+    bpe = Tokenizer(models.BPE(unk_token="<unk>"))
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel()
+    bpe.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=400, special_tokens=["<unk>", "</s>"]))
+    fast = PreTrainedTokenizerFast(tokenizer_object=bpe, eos_token="</s>", unk_token="<unk>")
+    fast.save_pretrained(tmp_path / "tok")
+    out = tmp_path / "out"
+    report = run(
+        PipelineConfig(
+            inputs=[str(STDLIB / "bisect.py").rsplit("/", 1)[0] + "/json"],
+            out=str(out),
+            tokenizer=str(tmp_path / "tok"),
+            max_seq_len=32,
+            workers=0,
+            val_fraction=0.0,
+            progress=False,
+        )
+    )
+    eos = fast.eos_token_id
+    tokens = np.concatenate([s["tokens"] for s in read_split(out / "train")])
+    kept = report["splits"]["train"]["documents"]
+    assert kept > 0 and (tokens == eos).sum() in (
+        kept,
+        kept - 1,
+    )  # the last EOS may sit in the unwritten remainder
+    first = sorted((STDLIB / "json").glob("*.py"))[0].read_text()
+    assert np.array_equal(tokens[:10], fast(first, add_special_tokens=False)["input_ids"][:10])
