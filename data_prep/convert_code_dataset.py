@@ -69,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
     pack.add_argument(
         "--workers", type=int, default=2, help="worker processes; 0 runs in-process (default 2)"
     )
-    pack.add_argument("--compression", default="zstd", help="MDS shard compression, or 'none' (default zstd)")
+    pack.add_argument(
+        "--compression",
+        default="zstd:1",
+        help="MDS shard compression (zstd:LEVEL, gz, br, ...) or 'none' (default zstd:1)",
+    )
     pack.add_argument("--shard-size", default="64mb", help="MDS shard size limit (default 64mb)")
     sel = p.add_argument_group("selection")
     sel.add_argument(

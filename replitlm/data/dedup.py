@@ -17,8 +17,9 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 from replitlm.data.decontam import ngram_hashes
 
 
-def content_digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest()
+def content_digest(content: bytes) -> bytes:
+    """128-bit digest of a document's UTF-8 bytes."""
+    return hashlib.blake2b(content, digest_size=16).digest()
 
 
 def _identity(value: int) -> int:

@@ -61,7 +61,7 @@ class PipelineConfig:
     sequence_id: bool = False
     val_fraction: float = 0.01
     seed: int = 0
-    compression: str | None = "zstd"
+    compression: str | None = "zstd:1"  # level 1: ~7x faster than zstd's default 3, ~5% larger shards
     shard_size: str = "64mb"
     data_dir: str | None = None
     split: str = "train"
@@ -127,10 +127,9 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
             continue
         text, item.drop = _screen(doc, config)
         if text is not None:
-            item.n_bytes = (
-                len(doc.data) if isinstance(doc.data, bytes) else len(text.encode("utf-8", "surrogatepass"))
-            )
-            item.digest = content_digest(text)
+            raw = doc.data if isinstance(doc.data, bytes) else text.encode("utf-8", "surrogatepass")
+            item.n_bytes = len(raw)
+            item.digest = content_digest(raw)  # valid UTF-8 bytes are the text's encoding: hash them as read
             texts.append((item, text))
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
     encoded = _WORKER["encoder"].encode([t for _, t in texts], num_threads=threads) if texts else []

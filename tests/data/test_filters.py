@@ -69,3 +69,20 @@ def test_ngram_hashes_depend_on_order_and_content() -> None:
     assert ngram_hashes(np.array([3, 2, 1]), 3)[0] != a[0]
     assert np.array_equal(ngram_hashes(np.array([9, 1, 2, 3]), 3)[1:], a[:1])
     assert len(ngram_hashes(np.array([1, 2]), 3)) == 0
+
+
+def test_decontamination_catches_a_passage_at_any_offset() -> None:
+    from replitlm.data.decontam import BenchmarkIndex
+
+    rng = np.random.default_rng(0)
+    passage = rng.integers(3, 30000, 40).tolist()
+    index = BenchmarkIndex(["benchmark"], lambda texts: [passage], n=20)
+    shortest = index.n + index.STRIDE - 1  # the guarantee
+    for offset in range(8):
+        for length in (shortest, 40):
+            doc = np.concatenate(
+                [rng.integers(3, 30000, offset), passage[:length], rng.integers(3, 30000, 50)]
+            )
+            assert index.contaminated(doc.astype(np.uint32)), (offset, length)
+    assert not index.contaminated(rng.integers(3, 30000, 500).astype(np.uint32))
+    assert not index.contaminated(np.array(passage[:19], dtype=np.uint32))  # shorter than n: never
