@@ -8,13 +8,14 @@ a vectorised check over the token ids that the pipeline computes anyway.
 
 from __future__ import annotations
 
-import gzip
 import json
 from collections.abc import Callable, Iterable
 from importlib import resources
 from pathlib import Path
 
 import numpy as np
+
+from replitlm.data.sources import jsonl_records
 
 # Fields that hold benchmark code or prompts in HumanEval, HumanEval-X, MBPP and similar JSONL files.
 TEXT_FIELDS = ("prompt", "canonical_solution", "declaration", "code", "solution", "completion")
@@ -59,16 +60,11 @@ def read_benchmark_texts(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"--decontaminate-with {path}: no such file")
-    opener = gzip.open if path.suffix == ".gz" else open
     texts = []
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{line_no}: invalid JSON ({e})") from e
+    for line_no, record in jsonl_records(path):
+        if isinstance(record, json.JSONDecodeError):
+            raise ValueError(f"{path}:{line_no}: invalid JSON ({record})")
+        if isinstance(record, dict):
             fields = [record[k] for k in TEXT_FIELDS if isinstance(record.get(k), str)]
             texts.extend(fields)
             if isinstance(record.get("prompt"), str) and isinstance(record.get("canonical_solution"), str):

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replitlm.data.sources import jsonl_records
+
 TEMPLATE_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
 
@@ -57,17 +59,15 @@ def iter_records(spec: str, split: str = "train") -> Iterator[tuple[str, Any]]:
     path = Path(spec)
     if path.is_file():
         name = path.name.lower()
-        opener = gzip.open if name.endswith(".gz") else open
-        with opener(path, "rt", encoding="utf-8") as f:
-            if name.endswith((".json", ".json.gz")):
+        if name.endswith((".json", ".json.gz")):
+            opener = gzip.open if name.endswith(".gz") else open
+            with opener(path, "rt", encoding="utf-8") as f:
                 yield from _json_array(path, f.read())
-                return
-            for line_no, line in enumerate(f, 1):
-                if line.strip():
-                    try:
-                        yield f"{path}:{line_no}", json.loads(line)
-                    except json.JSONDecodeError as e:
-                        yield f"{path}:{line_no}", InstructError(f"invalid JSON ({e.msg})")
+            return
+        for line_no, record in jsonl_records(path):
+            if isinstance(record, json.JSONDecodeError):
+                record = InstructError(f"invalid JSON ({record.msg})")
+            yield f"{path}:{line_no}", record
         return
     import datasets
 

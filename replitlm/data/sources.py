@@ -116,27 +116,29 @@ def _record_doc(source: str, record: dict[str, Any]) -> RawDoc:
     return RawDoc(source, content, lang, list(licenses) if licenses is not None else None)
 
 
-def iter_jsonl(path: Path) -> Iterator[RawDoc]:
+def jsonl_records(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed value or the JSONDecodeError) for each non-blank line of a .jsonl(.gz) file."""
     opener = gzip.open if path.name.lower().endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line_no, line in enumerate(f, 1):
+            if line.strip():
+                try:
+                    yield line_no, json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield line_no, e
+
+
+def iter_jsonl(path: Path) -> Iterator[RawDoc]:
     line_no = 0
     try:
-        with opener(path, "rt", encoding="utf-8") as f:
-            for line_no, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as e:
-                    yield RawDoc(
-                        f"{path}:{line_no}", None, None, drop="bad_record", detail=f"invalid JSON: {e}"
-                    )
-                    continue
-                if not isinstance(record, dict):
-                    yield RawDoc(
-                        f"{path}:{line_no}", None, None, drop="bad_record", detail="not a JSON object"
-                    )
-                    continue
-                yield _record_doc(f"{path}:{line_no}", record)
+        for line_no, record in jsonl_records(path):
+            where = f"{path}:{line_no}"
+            if isinstance(record, json.JSONDecodeError):
+                yield RawDoc(where, None, None, drop="bad_record", detail=f"invalid JSON: {record}")
+            elif not isinstance(record, dict):
+                yield RawDoc(where, None, None, drop="bad_record", detail="not a JSON object")
+            else:
+                yield _record_doc(where, record)
     except (OSError, EOFError, UnicodeDecodeError) as e:  # truncated .gz, unreadable file
         yield RawDoc(
             f"{path}:{line_no + 1}", None, None, drop="unreadable", detail=f"{type(e).__name__}: {e}"
