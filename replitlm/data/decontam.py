@@ -101,11 +101,24 @@ class BenchmarkIndex:
         return (hashes & np.uint64((1 << self.FILTER_BITS) - 1)).astype(np.intp)
 
     def contaminated(self, tokens: np.ndarray) -> bool:
-        if not len(self.hashes):
-            return False
-        doc = ngram_hashes(tokens, self.n, self.STRIDE)
-        candidates = doc[self.filter[self._slot(doc)]]
-        if not len(candidates):
-            return False
-        pos = np.searchsorted(self.hashes, candidates).clip(max=len(self.hashes) - 1)
-        return bool((self.hashes[pos] == candidates).any())
+        return self.contaminated_many([tokens])[0]
+
+    def contaminated_many(self, docs: list[np.ndarray]) -> list[bool]:
+        """Which documents share an n-gram with the benchmark, hashing all of them in one pass.
+
+        The documents are concatenated; windows that cross a document boundary are ignored.
+        """
+        if not len(self.hashes) or not docs:
+            return [False] * len(docs)
+        bounds = np.cumsum([0] + [len(d) for d in docs])
+        hashes = ngram_hashes(np.concatenate(docs), self.n, self.STRIDE)
+        starts = np.flatnonzero(self.filter[self._slot(hashes)])
+        flags = [False] * len(docs)
+        if len(starts):
+            hits = hashes[starts]
+            pos = np.searchsorted(self.hashes, hits).clip(max=len(self.hashes) - 1)
+            for start in starts[self.hashes[pos] == hits] * self.STRIDE:
+                doc = int(np.searchsorted(bounds, start, side="right")) - 1
+                if start + self.n <= bounds[doc + 1]:  # the window lies inside one document
+                    flags[doc] = True
+        return flags

@@ -134,8 +134,10 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
     encoded = _WORKER["encoder"].encode([t for _, t in texts], num_threads=threads) if texts else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
-    for (item, _), tokens in zip(texts, _as_arrays(encoded), strict=True):
-        if benchmark is not None and benchmark.contaminated(tokens):
+    arrays = _as_arrays(encoded)
+    contaminated = benchmark.contaminated_many(arrays) if benchmark is not None else [False] * len(arrays)
+    for (item, _), tokens, leaked in zip(texts, arrays, contaminated, strict=True):
+        if leaked:
             item.drop = "contaminated"
             continue
         item.tokens = tokens

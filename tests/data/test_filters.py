@@ -86,3 +86,18 @@ def test_decontamination_catches_a_passage_at_any_offset() -> None:
             assert index.contaminated(doc.astype(np.uint32)), (offset, length)
     assert not index.contaminated(rng.integers(3, 30000, 500).astype(np.uint32))
     assert not index.contaminated(np.array(passage[:19], dtype=np.uint32))  # shorter than n: never
+
+
+def test_batched_decontamination_matches_per_document_and_ignores_boundaries() -> None:
+    from replitlm.data.decontam import BenchmarkIndex
+
+    rng = np.random.default_rng(1)
+    passage = rng.integers(3, 30000, 30).tolist()
+    index = BenchmarkIndex(["b"], lambda texts: [passage], n=20)
+    docs = [rng.integers(3, 30000, int(k)).astype(np.uint32) for k in rng.integers(0, 60, 30)]
+    docs[7] = np.concatenate([docs[7], np.array(passage, dtype=np.uint32)])
+    docs[12] = np.array(passage[:15], dtype=np.uint32)  # two halves of the passage in neighbouring docs
+    docs[13] = np.array(passage[15:], dtype=np.uint32)
+    flags = index.contaminated_many(docs)
+    assert flags == [index.contaminated(d) for d in docs]
+    assert [i for i, f in enumerate(flags) if f] == [7]
