@@ -170,44 +170,53 @@ def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | None, str | None
 
 # -- the main side -----------------------------------------------------------------------------------------
 class Packer:
-    """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids."""
+    """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids.
+
+    Documents are collected and cut into samples in blocks (one concatenation per block rather than numpy
+    work per document). `sequence_id` numbers the documents within each sample from 0; a document cut by a
+    sample boundary continues as document 0 of the next sample.
+    """
+
+    BLOCK_SAMPLES = 64
 
     def __init__(self, writer: Any, max_seq_len: int, eos_id: int, with_sequence_id: bool) -> None:
-        self.writer, self.with_sequence_id = writer, with_sequence_id
+        self.writer, self.max_seq_len, self.with_sequence_id = writer, max_seq_len, with_sequence_id
         self.eos = np.array([eos_id], dtype=np.uint32)
-        self.tokens = np.empty(max_seq_len, dtype=np.uint32)
-        self.sequence_id = np.empty(max_seq_len, dtype=np.uint16)
-        self.fill = self.doc_index = 0
+        self.pending: list[np.ndarray] = []  # token arrays, EOS included
+        self.pending_lengths: list[int] = []  # tokens per pending document (the first may be a remainder)
+        self.pending_tokens = 0
         self.samples = self.documents = 0
 
     def add(self, tokens: np.ndarray) -> None:
-        self._put(tokens)
-        self._put(self.eos)
-        self.doc_index += 1
+        self.pending += [tokens, self.eos]
+        self.pending_lengths.append(len(tokens) + 1)
+        self.pending_tokens += len(tokens) + 1
         self.documents += 1
+        if self.pending_tokens >= self.BLOCK_SAMPLES * self.max_seq_len:
+            self._flush()
 
-    def _put(self, part: np.ndarray) -> None:
-        while len(part):
-            take = min(len(part), len(self.tokens) - self.fill)
-            self.tokens[self.fill : self.fill + take] = part[:take]
-            self.sequence_id[self.fill : self.fill + take] = self.doc_index
-            self.fill += take
-            part = part[take:]
-            if self.fill == len(self.tokens):
-                self._emit()
-
-    def _emit(self) -> None:
-        sample = {"tokens": self.tokens.copy()}
-        if self.with_sequence_id:
-            sample["sequence_id"] = self.sequence_id.copy()
-        self.writer.write(sample)
-        self.samples += 1
-        self.fill = self.doc_index = 0
+    def _flush(self) -> None:
+        stream = np.concatenate(self.pending)
+        doc = np.repeat(np.arange(len(self.pending_lengths)), self.pending_lengths)
+        full = len(stream) // self.max_seq_len
+        for start in range(0, full * self.max_seq_len, self.max_seq_len):
+            sample = {"tokens": stream[start : start + self.max_seq_len]}
+            if self.with_sequence_id:
+                ids = doc[start : start + self.max_seq_len]
+                sample["sequence_id"] = (ids - ids[0]).astype(np.uint16)
+            self.writer.write(sample)
+        self.samples += full
+        rest, rest_doc = stream[full * self.max_seq_len :], doc[full * self.max_seq_len :]
+        self.pending = [rest] if len(rest) else []
+        self.pending_lengths = np.unique(rest_doc, return_counts=True)[1].tolist() if len(rest) else []
+        self.pending_tokens = len(rest)
 
     def finish(self) -> int:
-        """Close the writer; returns the tokens of the last, incomplete sample (not written)."""
+        """Write what fills whole samples and close the writer; returns the tokens left over (not written)."""
+        if self.pending:
+            self._flush()
         self.writer.finish()
-        return self.fill
+        return self.pending_tokens
 
 
 def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
