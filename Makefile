@@ -1,5 +1,6 @@
 # make test        — create/refresh .venv from requirements.lock, then lint and run the test suite
 # make quickstart  — the main job on a built-in default (for now: build, save, reload and sample a tiny model)
+# make bench       — the CPU benchmarks (model vs transformers' MPT; data prep vs raw sentencepiece)
 # make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
 
 PYTHON ?= python3.11
@@ -34,6 +35,7 @@ quickstart: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) scripts/bench/model_speed.py
+	$(PY) scripts/bench/data_prep.py
 
 lock:
 	rm -rf /tmp/replitlm-lock && $(PYTHON) -m venv /tmp/replitlm-lock
