@@ -17,8 +17,6 @@ from transformers import PreTrainedTokenizer, TextStreamer
 
 # Stop sequences from the model card and the bigcode harness: the end of a function body in Python.
 DEFAULT_STOP_SEQUENCES: tuple[str, ...] = ("\ndef", "\nclass", "\nif", "\nprint", "\n#", "```", "\n\n\n")
-# The bigcode HumanEval setting used for replit-code-v1-3b's reported pass@1.
-HUMANEVAL_STOP_SEQUENCES: tuple[str, ...] = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif")
 
 
 @dataclass

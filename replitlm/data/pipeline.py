@@ -307,7 +307,7 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     stats = Stats()
     packers = {split: _packer(staging / split, config, encoder.eos_id) for split in ("train", "val")}
     dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
-    docs = iter_inputs(config.inputs, config.max_bytes, config.data_dir, config.split)
+    docs = iter_inputs(config.inputs, config.data_dir, config.split)
     bar = tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0)
     results = _ordered_map(process_batch, _batches(docs), config.workers, (config, encoder, benchmark))
     for batch in results:

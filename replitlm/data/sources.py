@@ -38,16 +38,12 @@ class InputError(ValueError):
     """An input cannot be used at all (missing, unknown kind); the message names it."""
 
 
-def iter_inputs(
-    inputs: list[str], max_bytes: int, data_dir: str | None = None, split: str = "train"
-) -> Iterator[RawDoc]:
+def iter_inputs(inputs: list[str], data_dir: str | None = None, split: str = "train") -> Iterator[RawDoc]:
     for spec in inputs:
-        yield from iter_input(spec, max_bytes, data_dir, split)
+        yield from iter_input(spec, data_dir, split)
 
 
-def iter_input(
-    spec: str, max_bytes: int, data_dir: str | None = None, split: str = "train"
-) -> Iterator[RawDoc]:
+def iter_input(spec: str, data_dir: str | None = None, split: str = "train") -> Iterator[RawDoc]:
     if spec.startswith("hf:"):
         yield from iter_hub_dataset(spec[3:], data_dir, split)
         return
@@ -56,7 +52,7 @@ def iter_input(
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
             yield from iter_saved_dataset(path, split)
         else:
-            yield from iter_tree(path, max_bytes)
+            yield from iter_tree(path)
     elif path.is_file():
         name = path.name.lower()
         if name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
@@ -73,7 +69,7 @@ def iter_input(
         raise InputError(f"--input {spec}: no such file or folder")
 
 
-def iter_tree(root: Path, max_bytes: int) -> Iterator[RawDoc]:
+def iter_tree(root: Path) -> Iterator[RawDoc]:
     """Files below `root` in sorted order, not yet read (`load` reads them, in a worker).
 
     Symlinked folders are not entered (no loops)."""

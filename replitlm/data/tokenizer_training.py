@@ -32,7 +32,7 @@ def replit_user_defined_symbols() -> list[str]:
 def corpus_texts(inputs: list[str], max_total_bytes: int, max_file_bytes: int = 1_000_000) -> Iterator[str]:
     """Decodable documents from the inputs, until max_total_bytes of text has been yielded."""
     total = 0
-    for doc in iter_inputs(inputs, max_file_bytes):
+    for doc in iter_inputs(inputs):
         doc = load(doc, max_file_bytes)
         if doc.drop or doc.data is None:
             continue
