@@ -1,0 +1,1 @@
+"""Composer training of ReplitLM: typed config, builders, the Composer model wrapper, LionW, callbacks."""

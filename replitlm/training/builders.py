@@ -1,0 +1,241 @@
+"""TrainConfig → the objects a Composer Trainer takes. Each builder does one thing and is usable alone."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from composer import Trainer
+from composer.algorithms import GradientClipping
+from composer.callbacks import LRMonitor, MemoryMonitor, SpeedMonitor
+from composer.core import Algorithm, Callback, Evaluator
+from composer.loggers import LoggerDestination
+from composer.optim import (
+    ConstantWithWarmupScheduler,
+    CosineAnnealingWithWarmupScheduler,
+    DecoupledAdamW,
+    LinearWithWarmupScheduler,
+)
+from composer.utils import dist
+
+from replitlm.checkpoint import load_config
+from replitlm.config import ReplitLMConfig, config_for_size
+from replitlm.model import ReplitLMForCausalLM, init_weights_
+from replitlm.tokenizer import load_tokenizer
+from replitlm.training.callbacks import (
+    AverageGlooFSDP2Gradients,
+    HFExport,
+    StopOnNonFiniteLoss,
+    gloo_avg_sums,
+)
+from replitlm.training.composer_model import ComposerReplitLM
+from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigError
+from replitlm.training.data import TokenCollator, build_dataloader
+from replitlm.training.lion import DecoupledLionW
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+# -- model ---------------------------------------------------------------------------------------------------
+def model_overrides(cfg: TrainConfig) -> dict[str, Any]:
+    """The model section's config fields; the model's max_seq_len follows the top-level one unless given."""
+    return {"max_seq_len": cfg.max_seq_len, **cfg.model.overrides()}
+
+
+def build_model_config(cfg: TrainConfig) -> ReplitLMConfig:
+    """The preset or checkpoint config with the section's overrides."""
+    overrides = model_overrides(cfg)
+    if cfg.model.size is not None:
+        return config_for_size(cfg.model.size, **overrides)
+    config, _ = load_config(cfg.model.pretrained_model_name_or_path, overrides=overrides)
+    return config
+
+
+def build_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCausalLM:
+    m = cfg.model
+    if m.pretrained_model_name_or_path is not None:
+        return ReplitLMForCausalLM.from_pretrained(
+            m.pretrained_model_name_or_path,
+            config_overrides=model_overrides(cfg),
+            torch_dtype=_DTYPES[m.pretrained_dtype],
+        )
+    if m.init_device == "meta":
+        if not torch.cuda.is_available():
+            raise TrainConfigError(
+                "model.init_device: 'meta' initialises on the GPU after sharding; use 'cpu'"
+            )
+        with torch.device("meta"):
+            model = ReplitLMForCausalLM(config)
+        # FSDP materialises one module at a time and calls this on it (the module's own tensors only).
+        model.param_init_fn = lambda module: _init_one(module, config)
+        return model
+    with torch.device(m.init_device):
+        model = ReplitLMForCausalLM(config)  # initialised by its constructor (PreTrainedModel.post_init)
+    return model
+
+
+@torch.no_grad()
+def _init_one(module: torch.nn.Module, config: ReplitLMConfig) -> None:
+    init_weights_(module, config)
+
+
+# -- data ----------------------------------------------------------------------------------------------------
+def device_batch_size(cfg: TrainConfig) -> int:
+    world = dist.get_world_size()
+    if cfg.global_train_batch_size % world:
+        raise TrainConfigError(
+            f"global_train_batch_size: {cfg.global_train_batch_size} does not divide among {world} processes"
+        )
+    per_device = cfg.global_train_batch_size // world
+    if cfg.device_train_microbatch_size > per_device:
+        raise TrainConfigError(
+            f"device_train_microbatch_size: {cfg.device_train_microbatch_size} is larger than the batch per "
+            f"device ({cfg.global_train_batch_size} / {world} processes = {per_device})"
+        )
+    return per_device
+
+
+def build_collator(
+    cfg: TrainConfig, loader: LoaderSection, config: ReplitLMConfig, pad_id: int
+) -> TokenCollator:
+    use_sequence_id = loader.dataset.use_sequence_id
+    if use_sequence_id is None:
+        use_sequence_id = bool(config.attn_config["attn_uses_sequence_id"])
+    return TokenCollator(cfg.max_seq_len, config.vocab_size, pad_id, use_sequence_id)
+
+
+# -- optimisation --------------------------------------------------------------------------------------------
+def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    o = cfg.optimizer
+    params = [p for p in model.parameters() if p.requires_grad]
+    if o.name == "decoupled_lionw":
+        return DecoupledLionW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    return DecoupledAdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+
+
+def build_scheduler(cfg: TrainConfig) -> Any:
+    s = cfg.scheduler
+    if s.name == "cosine_with_warmup":
+        return CosineAnnealingWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max, alpha_f=s.alpha_f)
+    if s.name == "linear_decay_with_warmup":
+        return LinearWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max, alpha_f=s.alpha_f)
+    return ConstantWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max)
+
+
+def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
+    algorithms: list[Algorithm] = []
+    clip = cfg.algorithms.gradient_clipping
+    if clip is not None:
+        algorithms.append(
+            GradientClipping(clipping_type=clip.clipping_type, clipping_threshold=clip.clipping_threshold)
+        )
+    if cfg.fsdp_config is not None and os.environ.get("FSDP_VERSION") == "2" and gloo_avg_sums():
+        # after GradientClipping in the list = before it at AFTER_TRAIN_BATCH (Composer reverses AFTER_* events)
+        algorithms.append(AverageGlooFSDP2Gradients(dist.get_world_size()))
+    return algorithms
+
+
+# -- logging and callbacks -----------------------------------------------------------------------------------
+def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
+    loggers: list[LoggerDestination] = []
+    if cfg.loggers.wandb is not None:
+        from composer.loggers import WandBLogger
+
+        w = cfg.loggers.wandb
+        loggers.append(
+            WandBLogger(
+                project=w.project,
+                entity=w.entity,
+                group=w.group,
+                name=w.name,
+                tags=w.tags,
+                log_artifacts=w.log_artifacts,
+                init_kwargs=w.init_kwargs,
+            )
+        )
+    if cfg.loggers.tensorboard is not None:
+        from composer.loggers import TensorboardLogger
+
+        t = cfg.loggers.tensorboard
+        loggers.append(TensorboardLogger(log_dir=t.log_dir, flush_interval=t.flush_interval))
+    return loggers
+
+
+def build_callbacks(cfg: TrainConfig) -> list[Callback]:
+    c = cfg.callbacks
+    callbacks: list[Callback] = [StopOnNonFiniteLoss()]
+    if c.speed_monitor is not None:
+        callbacks.append(
+            SpeedMonitor(
+                window_size=c.speed_monitor.window_size,
+                gpu_flops_available=c.speed_monitor.gpu_flops_available,
+            )
+        )
+    if c.lr_monitor is not None:
+        callbacks.append(LRMonitor())
+    if c.memory_monitor is not None and torch.cuda.is_available():
+        callbacks.append(MemoryMonitor())
+    if c.hf_export is not None:
+        callbacks.append(HFExport(c.hf_export.save_folder, c.hf_export.interval, _DTYPES[c.hf_export.dtype]))
+    return callbacks
+
+
+# -- the trainer ---------------------------------------------------------------------------------------------
+def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Callback, ...] = ()) -> Trainer:
+    """Everything the config describes, assembled into a Composer Trainer (distributed if launched so)."""
+    from composer.utils import get_device, reproducibility
+
+    # Distributed first: the batch split, the gloo check and FSDP all need the process group.
+    dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
+    reproducibility.seed_all(cfg.seed)
+    per_device = device_batch_size(cfg)
+    config = build_model_config(cfg)
+    tokenizer = load_tokenizer(cfg.tokenizer.name)
+    model = ComposerReplitLM(build_model(cfg, config), tokenizer)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    train_loader = build_dataloader(
+        cfg.train_loader, per_device, build_collator(cfg, cfg.train_loader, config, pad_id), train=True
+    )
+    evaluators = []
+    if cfg.eval_loader is not None:
+        eval_batch = cfg.device_eval_batch_size or cfg.device_train_microbatch_size
+        eval_loader = build_dataloader(
+            cfg.eval_loader, eval_batch, build_collator(cfg, cfg.eval_loader, config, pad_id), train=False
+        )
+        evaluators.append(
+            Evaluator(label="eval", dataloader=eval_loader, metric_names=list(model.val_metrics))
+        )
+    parallelism = {"fsdp": dict(cfg.fsdp_config)} if cfg.fsdp_config is not None else None
+    return Trainer(
+        model=model,
+        train_dataloader=train_loader,
+        eval_dataloader=evaluators or None,
+        eval_interval=cfg.eval_interval,
+        eval_subset_num_batches=cfg.eval_subset_num_batches,
+        max_duration=cfg.max_duration,
+        optimizers=build_optimizer(cfg, model),
+        schedulers=build_scheduler(cfg),
+        algorithms=build_algorithms(cfg),
+        precision=cfg.precision,
+        device_train_microbatch_size=cfg.device_train_microbatch_size,
+        parallelism_config=parallelism,
+        loggers=build_loggers(cfg),
+        callbacks=build_callbacks(cfg) + list(extra_callbacks),
+        run_name=cfg.run_name,
+        save_folder=cfg.save_folder,
+        save_interval=cfg.save_interval,
+        save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
+        save_overwrite=cfg.save_overwrite,
+        save_weights_only=cfg.save_weights_only,
+        autoresume=cfg.autoresume,
+        load_path=cfg.load_path,
+        load_weights_only=cfg.load_weights_only,
+        progress_bar=cfg.progress_bar,
+        log_to_console=cfg.log_to_console,
+        console_log_interval=cfg.console_log_interval,
+        python_log_level=cfg.python_log_level,
+        dist_timeout=cfg.dist_timeout,
+        device=cfg.device,
+        seed=cfg.seed,
+    )

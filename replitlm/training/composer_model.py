@@ -1,0 +1,60 @@
+"""ReplitLM wrapped for Composer: loss, eval metrics, FLOPs per batch (for MFU), FSDP wrapping hints.
+
+Composer's HuggingFaceModel does the plumbing we want for free: it stores the model config and the tokenizer
+inside every checkpoint (so `scripts/convert_composer_to_hf.py` needs nothing but the checkpoint), and it
+knows PEFT adapters. The loss is the model's own (`labels` in the batch, shifted inside the model).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from composer.metrics.nlp import LanguageCrossEntropy, LanguagePerplexity
+from composer.models import HuggingFaceModel
+from torch import Tensor, nn
+
+from replitlm.model import Block, ReplitLMForCausalLM
+
+
+class ComposerReplitLM(HuggingFaceModel):
+    def __init__(self, model: ReplitLMForCausalLM | nn.Module, tokenizer: Any = None) -> None:
+        super().__init__(
+            model,
+            tokenizer=tokenizer,
+            use_logits=True,
+            metrics=[],  # the training loss is logged anyway; a second pass over the logits is not worth it
+            eval_metrics=[LanguageCrossEntropy(), LanguagePerplexity()],
+            shift_labels=True,
+            allow_embedding_resizing=False,
+        )
+        base = _replit_model(model)
+        # FSDP (1 and 2) wraps each Block; activation checkpointing, when asked for, applies per Block.
+        base.fsdp_wrap_fn = _is_block
+        base.activation_checkpointing_fn = _is_block
+        self.n_params = sum(p.numel() for p in model.parameters())  # counted once: FSDP shards them later
+
+    def flops_per_batch(self, batch: dict[str, Tensor]) -> float:
+        """Training FLOPs (forward + backward = 3x forward) of one batch, for the speed monitor's MFU.
+
+        Matmuls cost 2 FLOPs per parameter per token (the tied embedding counts once, as the output head);
+        attention adds 2·2·S·d per token per layer (QKᵀ and AV), halved because only the causal half is useful.
+        """
+        config = self.config
+        batch_size, seq_len = batch["input_ids"].shape
+        matmul = 2 * self.n_params * seq_len
+        attention = config.n_layers * 2 * 2 * config.d_model * seq_len * seq_len / 2
+        return 3 * (matmul + attention) * batch_size
+
+
+def _is_block(module: nn.Module) -> bool:
+    return isinstance(module, Block)
+
+
+def _replit_model(model: nn.Module) -> ReplitLMForCausalLM:
+    """The ReplitLMForCausalLM inside `model` (itself, or the base of a PEFT wrapper)."""
+    for module in model.modules():
+        if isinstance(module, ReplitLMForCausalLM):
+            return module
+    raise TypeError(
+        f"expected a ReplitLMForCausalLM (or a PEFT model around one), got {type(model).__name__}"
+    )

@@ -1,0 +1,122 @@
+"""Dataloaders over the MDS shards that data_prep writes (`tokens`, and `sequence_id` when packed with it).
+
+mosaicml-streaming does the hard parts: local or remote shards with a local cache, mixtures of streams,
+deterministic shuffling that does not depend on the number of ranks or workers, and a resumable position
+that Composer stores in every checkpoint, so a resumed run sees exactly the samples it had not seen yet.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from streaming import Stream, StreamingDataset
+from torch.utils.data import DataLoader
+
+from replitlm.training.config import DatasetSection, LoaderSection
+
+
+class DataError(ValueError):
+    """A batch or dataset does not fit the model (missing column, token ids beyond the vocabulary)."""
+
+
+def build_dataset(ds: DatasetSection, batch_size: int, shuffle: bool | None = None) -> StreamingDataset:
+    streams = None
+    if ds.streams:
+        streams = [
+            Stream(
+                local=s.local,
+                remote=s.remote,
+                split=s.split,
+                proportion=s.proportion,
+                repeat=s.repeat,
+                choose=s.choose,
+            )
+            for s in ds.streams.values()
+        ]
+    return StreamingDataset(
+        streams=streams,
+        local=None if streams else ds.local,
+        remote=None if streams else ds.remote,
+        split=ds.split,
+        shuffle=ds.shuffle if shuffle is None else shuffle,
+        shuffle_seed=ds.shuffle_seed,
+        shuffle_algo=ds.shuffle_algo,
+        shuffle_block_size=ds.shuffle_block_size,
+        num_canonical_nodes=ds.num_canonical_nodes,
+        predownload=ds.predownload,
+        cache_limit=ds.cache_limit,
+        download_retry=ds.download_retry,
+        download_timeout=ds.download_timeout,
+        epoch_size=ds.epoch_size,
+        batch_size=batch_size,
+    )
+
+
+class TokenCollator:
+    """Samples → a batch: `input_ids`, `labels` (= input_ids; the model shifts), and when asked `sequence_id`.
+
+    Samples longer than `max_seq_len` are cut; shorter ones (a last partial sample) are right-padded with
+    `pad_id`, masked in `attention_mask` and ignored in `labels`.
+    """
+
+    def __init__(self, max_seq_len: int, vocab_size: int, pad_id: int, use_sequence_id: bool) -> None:
+        self.max_seq_len, self.vocab_size, self.pad_id = max_seq_len, vocab_size, pad_id
+        self.use_sequence_id = use_sequence_id
+
+    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        tokens = [np.asarray(s["tokens"][: self.max_seq_len], dtype=np.int64) for s in samples]
+        length = max(len(t) for t in tokens)
+        input_ids = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(samples), length), -100, dtype=torch.long)
+        mask = torch.zeros((len(samples), length), dtype=torch.long)
+        for row, ids in enumerate(tokens):
+            input_ids[row, : len(ids)] = labels[row, : len(ids)] = torch.from_numpy(ids)
+            mask[row, : len(ids)] = 1
+        top = int(input_ids.max())
+        if top >= self.vocab_size:
+            raise DataError(
+                f"token id {top} is outside the model's vocabulary ({self.vocab_size}): were the shards made with "
+                "another tokenizer? Re-run data_prep with the model's tokenizer, or set model.vocab_size."
+            )
+        batch = {"input_ids": input_ids, "labels": labels}
+        if not bool(mask.all()):
+            batch["attention_mask"] = mask
+        if self.use_sequence_id:
+            batch["sequence_id"] = self._sequence_id(samples, length)
+        return batch
+
+    def _sequence_id(self, samples: list[dict[str, Any]], length: int) -> torch.Tensor:
+        if "sequence_id" not in samples[0]:
+            raise DataError(
+                "the model attends per document (attn_config.attn_uses_sequence_id) but the shards have no "
+                "`sequence_id` column: make them with `convert_code_dataset.py --sequence-id`, or set "
+                "train_loader.dataset.use_sequence_id=false"
+            )
+        out = torch.zeros((len(samples), length), dtype=torch.long)
+        for row, sample in enumerate(samples):
+            ids = np.asarray(sample["sequence_id"][: self.max_seq_len], dtype=np.int64)
+            out[row, : len(ids)] = torch.from_numpy(ids)
+            out[row, len(ids) :] = ids[-1] + 1 if len(ids) else 0  # padding: a document of its own
+        return out
+
+
+def build_dataloader(
+    loader: LoaderSection,
+    batch_size: int,
+    collator: TokenCollator,
+    train: bool,
+) -> DataLoader:
+    dataset = build_dataset(loader.dataset, batch_size, shuffle=None if train else False)
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        collate_fn=collator,
+        drop_last=loader.drop_last if train else False,
+        num_workers=loader.num_workers,
+        pin_memory=loader.pin_memory and torch.cuda.is_available(),
+        prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None,
+        persistent_workers=loader.persistent_workers and loader.num_workers > 0,
+        timeout=loader.timeout,
+    )

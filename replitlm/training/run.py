@@ -1,0 +1,72 @@
+"""`composer train/train.py CONFIG.yaml [key=value ...]`: the config → a Composer Trainer → fit → a summary."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from replitlm.training.config import TrainConfig, TrainConfigError, load_train_config
+
+USAGE = """composer train/train.py CONFIG.yaml [key=value ...]   (or: python train/train.py ... for one process)
+
+Overrides use omegaconf's dotted syntax, e.g. optimizer.lr=1e-4 train_loader.dataset.local=/data/mds
+max_duration=100ba. Every key is checked before anything is built; see yamls/ for commented examples."""
+
+
+def parse_args(argv: list[str]) -> tuple[str, list[str]]:
+    parser = argparse.ArgumentParser(prog="train/train.py", usage=USAGE)
+    parser.add_argument("config", help="the training YAML (yamls/...)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides (omegaconf dotlist)")
+    args = parser.parse_args(argv)
+    bad = [o for o in args.overrides if "=" not in o]
+    if bad:
+        parser.error(f"override '{bad[0]}' is not key=value")
+    return args.config, args.overrides
+
+
+def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, float]:
+    """Build and run the trainer; returns the final eval metrics (name → value), if there is an eval loader."""
+    from streaming.base.util import clean_stale_shared_memory
+
+    from replitlm.training.builders import build_trainer
+
+    clean_stale_shared_memory()  # a killed earlier run can leave streaming's shared memory behind
+    trainer = build_trainer(cfg, extra_callbacks)
+    start = time.perf_counter()
+    try:
+        trainer.fit()
+    finally:
+        trainer.close()
+    metrics = {
+        f"{label}/{name}": float(metric.compute())
+        for label, group in trainer.state.eval_metrics.items()
+        for name, metric in group.items()
+    }
+    _summary(trainer, metrics, time.perf_counter() - start)
+    return metrics
+
+
+def _summary(trainer, metrics: dict[str, float], seconds: float) -> None:
+    from composer.utils import dist
+
+    if dist.get_global_rank() != 0:
+        return
+    stamp = trainer.state.timestamp
+    print(f"\ntrained {int(stamp.batch)} batches, {int(stamp.token)} tokens in {seconds:.0f} s", flush=True)
+    for name, value in metrics.items():
+        print(f"  {name}: {value:.4f}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from replitlm.checkpoint import CheckpointError
+    from replitlm.config import ConfigError
+
+    path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        cfg = load_train_config(path, overrides)
+        train(cfg)
+    except (TrainConfigError, ConfigError, CheckpointError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,102 @@
+"""The training config: every shipped YAML loads and validates; bad keys and values name themselves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from replitlm.training.config import TrainConfigError, load_train_config
+from tests.conftest import REPO
+
+YAMLS = sorted((REPO / "yamls").rglob("*.yaml"))
+TINY = REPO / "yamls" / "quickstart" / "tiny-cpu.yaml"
+
+
+@pytest.mark.parametrize("path", YAMLS, ids=[str(p.relative_to(REPO)) for p in YAMLS])
+def test_every_shipped_yaml_loads_and_starts_with_its_command(path: Path) -> None:
+    cfg = load_train_config(path)
+    assert cfg.max_duration
+    head = path.read_text().split("\n\n")[0]
+    assert f"composer train/train.py {path.relative_to(REPO)}" in head, (
+        "each YAML starts with the command that runs it"
+    )
+
+
+def test_shipped_yamls_cover_the_documented_recipes() -> None:
+    names = {str(p.relative_to(REPO / "yamls")) for p in YAMLS}
+    assert {
+        "quickstart/tiny-cpu.yaml",
+        "pretrain/replit-3b.yaml",
+        "pretrain/replit-125m.yaml",
+        "finetune/replit-3b.yaml",
+    } <= names
+
+
+def test_overrides_and_interpolation() -> None:
+    cfg = load_train_config(TINY, ["variables.run_dir=/elsewhere", "optimizer.lr=0.5", "model.n_layers=3"])
+    assert cfg.train_loader.dataset.local == "/elsewhere/mds"
+    assert cfg.tokenizer.name == "/elsewhere/tokenizer"
+    assert cfg.optimizer.lr == 0.5
+    assert cfg.model.config_overrides["n_layers"] == 3
+    assert cfg.train_loader.dataset.shuffle_seed == cfg.seed
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("optimizer.lrr=1", "optimizer.lrr: unknown key (did you mean 'lr'?)"),
+        ("max_seq_length=5", "max_seq_length: unknown key (did you mean 'max_seq_len'?)"),
+        (
+            "train_loader.dataset.shufle=false",
+            "train_loader.dataset.shufle: unknown key (did you mean 'shuffle'?)",
+        ),
+        ("model.d_modle=64", "model.d_modle: unknown key (did you mean 'd_model'?)"),
+        ("fsdp_config.sharding_stratgy=FULL_SHARD", "fsdp_config.sharding_stratgy: unknown key"),
+        ("callbacks.speed_monitr={}", "callbacks.speed_monitr: unknown key (did you mean 'speed_monitor'?)"),
+        ("optimizer.lr=fast", "optimizer.lr: expected float, got str 'fast'"),
+        ("global_train_batch_size=-4", "global_train_batch_size: must be a positive integer"),
+        ("optimizer.name=lion", "optimizer.name: 'lion' is not one of"),
+        ("max_duration=ten", "max_duration: 'ten' is not a duration"),
+        ("precision=bf16", "precision: 'bf16' is not one of"),
+        ("model.size=7b", "model.size: '7b' is not one of"),
+        ("model.pretrained_model_name_or_path=x", "model: set exactly one of `size`"),
+        ("model.init_device=meta", "model.init_device: 'meta' builds the model without memory"),
+        ("save_folder=null", "autoresume: needs save_folder"),
+        ("optimizer.betas=[0.9]", "optimizer.betas: must be two numbers in [0, 1)"),
+        ("train_loader.dataset.streams.a.proportion=1", "train_loader.dataset: set either `local`/`remote`"),
+    ],
+)
+def test_bad_values_name_the_key(override: str, message: str) -> None:
+    with pytest.raises(TrainConfigError) as err:
+        load_train_config(TINY, [override])
+    assert message in str(err.value)
+
+
+def test_a_missing_or_malformed_file_is_named(tmp_path: Path) -> None:
+    with pytest.raises(TrainConfigError, match=r"nope\.yaml: no such config file"):
+        load_train_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: [unclosed\n")
+    with pytest.raises(TrainConfigError, match=r"bad\.yaml"):
+        load_train_config(bad)
+    missing = tmp_path / "missing.yaml"
+    missing.write_text("model: {size: tiny}\n")
+    with pytest.raises(TrainConfigError, match="train_loader: required key is missing"):
+        load_train_config(missing)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        (
+            "model.attn_config.attn_imp=flex",
+            "model.attn_config.attn_imp: unknown key (did you mean 'attn_impl'?)",
+        ),
+        ("model.n_heads=3", "model.n_heads"),
+    ],
+)
+def test_model_fields_in_the_section_are_checked_by_the_model_config(override: str, message: str) -> None:
+    with pytest.raises(TrainConfigError) as err:
+        load_train_config(TINY, [override])
+    assert message in str(err.value)

@@ -1,0 +1,123 @@
+"""Training end to end on the CPU: loss falls, checkpoints, bit-exact resumption, HF export, NaN stop."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from composer.core import Callback, State
+from composer.loggers import Logger
+from transformers import MptForCausalLM
+
+from replitlm import ReplitLMForCausalLM
+from replitlm.training.callbacks import NonFiniteLossError
+from replitlm.training.config import load_train_config
+from replitlm.training.run import train
+from tests.training.conftest import TINY, tiny_overrides
+
+
+class Recorder(Callback):
+    """Keeps each batch's input ids and training loss; optionally stops (as a crash would) at a batch."""
+
+    def __init__(self, crash_at: int | None = None, poison_at: int | None = None) -> None:
+        self.batches: list[torch.Tensor] = []
+        self.losses: list[float] = []
+        self.crash_at, self.poison_at = crash_at, poison_at
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        done = int(state.timestamp.batch)
+        if done == self.crash_at:
+            raise KeyboardInterrupt(f"simulated crash after batch {done}")
+        if done == self.poison_at:
+            with torch.no_grad():
+                next(state.model.parameters()).fill_(float("nan"))
+        self.batches.append(state.batch["input_ids"].clone())
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        self.losses.append(float(state.loss))
+
+
+def run(data: Path, run_dir: Path, callbacks: list[Callback] = (), **overrides: object) -> dict[str, float]:
+    cfg = load_train_config(TINY, tiny_overrides(data, run_dir, **overrides))
+    return train(cfg, callbacks)
+
+
+def weights_of(folder: Path) -> dict[str, torch.Tensor]:
+    return ReplitLMForCausalLM.from_pretrained(folder).state_dict()
+
+
+def test_loss_falls_and_everything_is_written(token_data: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    metrics = run(
+        token_data, tmp_path, [rec], max_duration="24ba", save_interval="12ba", **{"optimizer.lr": 1e-2}
+    )
+    first, last = sum(rec.losses[:3]) / 3, sum(rec.losses[-3:]) / 3
+    assert first > math.log(1000) and last < first - 1.5, rec.losses
+    assert math.isclose(
+        metrics["eval/LanguagePerplexity"], math.exp(metrics["eval/LanguageCrossEntropy"]), rel_tol=1e-4
+    )
+    assert metrics["eval/LanguageCrossEntropy"] < first - 1.0
+    ckpts = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert {"ep0-ba12-rank0.pt", "ep0-ba24-rank0.pt"} <= set(ckpts)
+    assert (tmp_path / "hf" / "model.safetensors").exists() and (tmp_path / "hf" / "spiece.model").exists()
+
+
+def test_hf_export_loads_in_transformers_mpt_with_identical_logits(token_data: Path, tmp_path: Path) -> None:
+    run(token_data, tmp_path, max_duration="3ba")
+    ours = ReplitLMForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    mpt = MptForCausalLM.from_pretrained(tmp_path / "hf").eval()
+    ids = torch.randint(3, 1000, (2, 20))
+    with torch.no_grad():  # the same weights; logits differ only by fp32 rounding (SDPA vs MPT's matmuls)
+        torch.testing.assert_close(ours(ids).logits, mpt(ids).logits, rtol=0, atol=2e-5)
+    assert all(torch.equal(v, mpt.state_dict()[k]) for k, v in ours.state_dict().items())
+    assert ours.config.vocab_size == 32768 and ours.config.max_seq_len == 32
+
+
+def test_resumption_is_bit_exact_with_the_same_sample_order(token_data: Path, tmp_path: Path) -> None:
+    """8 batches straight == 4 batches, a crash, and autoresume for the rest: same samples, same weights."""
+    common = {"max_duration": "8ba", "save_interval": "4ba", "autoresume": True, "eval_interval": "100ba"}
+    straight = Recorder()
+    run(token_data, tmp_path / "a", [straight], **common)
+    first, second = Recorder(crash_at=4), Recorder()
+    with pytest.raises(KeyboardInterrupt):
+        run(token_data, tmp_path / "b", [first], **common)
+    assert (tmp_path / "b" / "checkpoints" / "ep0-ba4-rank0.pt").exists()
+    run(token_data, tmp_path / "b", [second], **common)
+    assert len(second.batches) == 4
+    for a, b in zip(straight.batches, first.batches + second.batches, strict=True):
+        assert torch.equal(a, b)
+    assert straight.losses == first.losses + second.losses
+    wa, wb = weights_of(tmp_path / "a" / "hf"), weights_of(tmp_path / "b" / "hf")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
+    token_data: Path, tmp_path: Path
+) -> None:
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite at batch 5"):
+        run(token_data, tmp_path, [Recorder(poison_at=4)], max_duration="8ba", save_interval="2ba")
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "ep0-ba4-rank0.pt" in names and not any("ba5" in n or "ba6" in n for n in names)
+    assert not (tmp_path / "hf").exists()
+
+
+def test_sequence_id_reaches_the_model_when_it_attends_per_document(token_data: Path, tmp_path: Path) -> None:
+    seen: list[torch.Tensor] = []
+
+    class Grab(Callback):
+        def before_forward(self, state: State, logger: Logger) -> None:
+            seen.append(state.batch.get("sequence_id"))
+
+    run(token_data, tmp_path, [Grab()], max_duration="1ba")
+    assert seen[0] is not None and seen[0][0, 0] == 0 and seen[0][0, -1] == 1
+    seen.clear()
+    run(
+        token_data,
+        tmp_path / "off",
+        [Grab()],
+        max_duration="1ba",
+        **{"model.attn_config.attn_uses_sequence_id": False},
+    )
+    assert seen[0] is None
