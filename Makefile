@@ -1,6 +1,6 @@
 # make test        — create/refresh .venv from requirements.lock, then lint and run the test suite
-# make quickstart  — the main job on a built-in default (for now: build, save, reload and sample a tiny model)
-# make bench       — the CPU benchmarks (model vs transformers' MPT; data prep vs raw sentencepiece)
+# make quickstart  — the main job on a built-in default: corpus → tokenizer → MDS → train a tiny model on CPU → export → sample
+# make bench       — the CPU benchmarks (model and trainer vs transformers' MPT; data prep vs raw sentencepiece)
 # make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
 
 PYTHON ?= python3.11
@@ -31,10 +31,11 @@ format: $(STAMP)
 	$(PY) -m ruff format .
 
 quickstart: $(STAMP)
-	$(PY) scripts/demo.py
+	$(PY) scripts/quickstart.py $(ARGS)
 
 bench: $(STAMP)
 	$(PY) scripts/bench/model_speed.py
+	$(PY) scripts/bench/train_speed.py
 	$(PY) scripts/bench/data_prep.py
 
 lock:

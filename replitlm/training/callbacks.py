@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import math
-import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import torch
 from composer.core import Algorithm, Callback, Event, State, Time, TimeUnit
@@ -14,7 +11,7 @@ from composer.loggers import Logger
 from composer.utils import dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-from replitlm.model import ReplitLMForCausalLM
+from replitlm.checkpoint import save_pretrained_atomic
 
 
 class NonFiniteLossError(RuntimeError):
@@ -43,6 +40,17 @@ class StopOnNonFiniteLoss(Callback):
                 "written; resume from the last one in save_folder (autoresume=true) with a lower optimizer.lr, "
                 "a longer scheduler.t_warmup or algorithms.gradient_clipping."
             )
+
+
+class LossHistory(Callback):
+    """The training loss of every batch of this session (for the end-of-run summary)."""
+
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def batch_end(self, state: State, logger: Logger) -> None:
+        loss = state.loss
+        self.losses.append(float(sum(loss.values()) if isinstance(loss, dict) else loss))
 
 
 class AverageGlooFSDP2Gradients(Algorithm):
@@ -109,30 +117,6 @@ class HFExport(Callback):
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         weights = get_model_state_dict(inner, options=options)
         if dist.get_global_rank() == 0:
-            save_pretrained_atomic(
-                inner.config, weights, getattr(model, "tokenizer", None), folder, self.dtype
-            )
+            tokenizer = getattr(model, "tokenizer", None)
+            save_pretrained_atomic(inner.config, weights, folder, self.dtype, tokenizer=tokenizer)
         dist.barrier()
-
-
-def save_pretrained_atomic(
-    config: Any, weights: dict[str, torch.Tensor], tokenizer: Any, folder: Path, dtype: torch.dtype
-) -> None:
-    """Build a fresh model from `config` and `weights`, and write it (and the tokenizer) to `folder` atomically."""
-    with torch.device("meta"):
-        model = ReplitLMForCausalLM(config)
-    model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False, assign=True)
-    missing = [name for name, p in model.named_parameters() if p.is_meta]
-    if missing:
-        raise RuntimeError(f"HF export: the training state has no tensors for {missing[:4]}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
-        model.save_pretrained(tmp)
-        if tokenizer is not None:
-            tokenizer.save_pretrained(tmp)
-        if folder.exists():
-            shutil.rmtree(folder)
-        tmp.rename(folder)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any
 
 from replitlm.training.config import TrainConfig, TrainConfigError, load_train_config
 
@@ -30,12 +31,20 @@ def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, flo
     from streaming.base.util import clean_stale_shared_memory
 
     from replitlm.training.builders import build_trainer
+    from replitlm.training.callbacks import LossHistory
 
     clean_stale_shared_memory()  # a killed earlier run can leave streaming's shared memory behind
-    trainer = build_trainer(cfg, extra_callbacks)
+    history = LossHistory()
+    trainer = build_trainer(cfg, [history, *extra_callbacks])
     start = time.perf_counter()
     try:
-        trainer.fit()
+        if _finished(trainer):
+            print(
+                f"the run already reached max_duration={trainer.state.max_duration} (resumed from its last "
+                "checkpoint): nothing to train. Raise max_duration to continue, or use a new save_folder/run_name."
+            )
+        else:
+            trainer.fit()
     finally:
         trainer.close()
     metrics = {
@@ -43,17 +52,29 @@ def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, flo
         for label, group in trainer.state.eval_metrics.items()
         for name, metric in group.items()
     }
-    _summary(trainer, metrics, time.perf_counter() - start)
+    _summary(trainer, history.losses, metrics, time.perf_counter() - start)
     return metrics
 
 
-def _summary(trainer, metrics: dict[str, float], seconds: float) -> None:
+def _finished(trainer: Any) -> bool:
+    limit = trainer.state.max_duration
+    return limit is not None and trainer.state.timestamp.get(limit.unit) >= limit
+
+
+def _summary(trainer: Any, losses: list[float], metrics: dict[str, float], seconds: float) -> None:
     from composer.utils import dist
 
     if dist.get_global_rank() != 0:
         return
     stamp = trainer.state.timestamp
-    print(f"\ntrained {int(stamp.batch)} batches, {int(stamp.token)} tokens in {seconds:.0f} s", flush=True)
+    print(
+        f"\nat batch {int(stamp.batch)} ({int(stamp.token)} tokens); this session: {seconds:.0f} s",
+        flush=True,
+    )
+    if losses:
+        n = max(1, min(10, len(losses) // 2))
+        first, last = sum(losses[:n]) / n, sum(losses[-n:]) / n
+        print(f"  training loss: {first:.3f} (first {n} batches) -> {last:.3f} (last {n})", flush=True)
     for name, value in metrics.items():
         print(f"  {name}: {value:.4f}", flush=True)
 

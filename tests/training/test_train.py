@@ -121,3 +121,31 @@ def test_sequence_id_reaches_the_model_when_it_attends_per_document(token_data: 
         **{"model.attn_config.attn_uses_sequence_id": False},
     )
     assert seen[0] is None
+
+
+def test_a_composer_checkpoint_converts_to_the_same_hf_folder(token_data: Path, tmp_path: Path) -> None:
+    from scripts.convert_composer_to_hf import main as convert
+
+    run(token_data, tmp_path, max_duration="2ba")
+    assert convert([str(tmp_path / "checkpoints" / "latest-rank0.pt"), str(tmp_path / "conv")]) == 0
+    a, b = weights_of(tmp_path / "conv"), weights_of(tmp_path / "hf")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "conv" / "spiece.model").read_bytes() == (
+        tmp_path / "hf" / "spiece.model"
+    ).read_bytes()
+
+
+def test_converting_something_else_names_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from scripts.convert_composer_to_hf import main as convert
+
+    assert convert([str(tmp_path / "missing.pt"), str(tmp_path / "out")]) == 2
+    assert "missing.pt: no such checkpoint" in capsys.readouterr().err
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a pickle")
+    assert convert([str(junk), str(tmp_path / "out")]) == 2
+    assert "junk.pt: not a readable Composer checkpoint" in capsys.readouterr().err
+    other = tmp_path / "other.pt"
+    torch.save({"weights": torch.ones(2)}, other)
+    assert convert([str(other), str(tmp_path / "out")]) == 2
+    assert "was it written by train/train.py" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,35 @@
+"""`make quickstart` end to end, shrunk: stdlib corpus → tokenizer → MDS → training → HF export → completion."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from replitlm import ReplitLMForCausalLM, load_tokenizer
+from tests.conftest import REPO
+
+
+def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
+    run = tmp_path / "qs"
+    cmd = [sys.executable, "scripts/quickstart.py", "--run-dir", str(run), "--corpus-mb", "1.5"]
+    cmd += ["--tokenizer-mb", "1.5", "max_duration=6ba", "eval_interval=3ba", "save_interval=3ba"]
+    cmd += ["progress_bar=false", "eval_subset_num_batches=2", "global_train_batch_size=8"]
+    cmd += ["device_train_microbatch_size=8", "max_seq_len=128"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for step in ("train a 4096-piece tokenizer", "MDS shards", "train a tiny ReplitLM", "complete a prompt"):
+        assert step in first.stdout
+    assert "training loss:" in first.stdout and "eval/LanguagePerplexity" in first.stdout
+    assert (run / "mds" / "train" / "index.json").exists() and (run / "mds" / "val" / "index.json").exists()
+    model = ReplitLMForCausalLM.from_pretrained(run / "hf")
+    assert model.config.vocab_size == len(load_tokenizer(run / "hf")) == 4096
+    assert "def read_config(path):" in first.stdout.split("complete a prompt")[1]
+
+    # a second run skips the finished steps and finds the training finished (autoresume)
+    again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "train a 4096-piece tokenizer" not in again.stdout and "MDS shards" not in again.stdout
+    assert "at batch 6" in again.stdout
