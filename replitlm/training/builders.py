@@ -28,6 +28,7 @@ from replitlm.training.callbacks import (
     HFExport,
     StopOnNonFiniteLoss,
     gloo_avg_sums,
+    wandb_logger,
 )
 from replitlm.training.composer_model import ComposerReplitLM
 from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigError
@@ -140,11 +141,9 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
 def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
     loggers: list[LoggerDestination] = []
     if cfg.loggers.wandb is not None:
-        from composer.loggers import WandBLogger
-
         w = cfg.loggers.wandb
         loggers.append(
-            WandBLogger(
+            wandb_logger(
                 project=w.project,
                 entity=w.entity,
                 group=w.group,
@@ -156,6 +155,11 @@ def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
         )
     if cfg.loggers.tensorboard is not None:
         from composer.loggers import TensorboardLogger
+
+        try:
+            import tensorboard  # noqa: F401  (optional: not in the pinned set)
+        except ImportError as exc:
+            raise TrainConfigError("loggers.tensorboard: needs `pip install tensorboard`") from exc
 
         t = cfg.loggers.tensorboard
         loggers.append(TensorboardLogger(log_dir=t.log_dir, flush_interval=t.flush_interval))

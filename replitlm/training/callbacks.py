@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from composer.core import Algorithm, Callback, Event, State, Time, TimeUnit
@@ -120,3 +122,23 @@ class HFExport(Callback):
             tokenizer = getattr(model, "tokenizer", None)
             save_pretrained_atomic(inner.config, weights, folder, self.dtype, tokenizer=tokenizer)
         dist.barrier()
+
+
+def wandb_logger(**kwargs: Any) -> Any:
+    """Composer's WandBLogger, except that autoresume asks W&B only for checkpoints it may have uploaded there.
+
+    When no checkpoint is on disk, Composer asks every logger for one; W&B then needs an API key and the
+    network even under WANDB_MODE=offline, so the first run of an offline job would fail. We answer "not
+    there" unless checkpoints are logged as artifacts (`log_artifacts`) and W&B is online.
+    """
+    from composer.loggers import WandBLogger
+
+    class CheckpointAwareWandBLogger(WandBLogger):
+        def download_file(
+            self, remote_file_name: str, destination: str, overwrite: bool = False, progress_bar: bool = True
+        ) -> None:
+            if not self._log_artifacts or os.environ.get("WANDB_MODE") in ("offline", "dryrun", "disabled"):
+                raise FileNotFoundError(f"{remote_file_name}: checkpoints are not stored in W&B for this run")
+            super().download_file(remote_file_name, destination, overwrite, progress_bar)
+
+    return CheckpointAwareWandBLogger(**kwargs)

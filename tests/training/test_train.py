@@ -149,3 +149,12 @@ def test_converting_something_else_names_the_problem(tmp_path: Path, capsys: pyt
     assert convert([str(other), str(tmp_path / "out")]) == 2
     assert "was it written by train/train.py" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_wandb_logs_offline(token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    run(token_data, tmp_path, max_duration="2ba", **{"loggers.wandb.project": "replitlm-test"})
+    (offline,) = (tmp_path / "wandb").glob("offline-run-*")
+    assert list(offline.glob("*.wandb")), "the offline run holds its logged history"
