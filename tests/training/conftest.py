@@ -57,6 +57,7 @@ def tiny_overrides(data: Path, run_dir: Path, **extra: object) -> list[str]:
         "save_folder": str(run_dir / "checkpoints"),
         "callbacks.hf_export.save_folder": str(run_dir / "hf"),
         "progress_bar": False,
+        "eval_subset_num_batches": -1,
         "scheduler.t_warmup": "2ba",
         "eval_interval": "100ba",
         "save_interval": "100ba",
