@@ -106,6 +106,17 @@ def build_collator(
     return TokenCollator(cfg.max_seq_len, config.vocab_size, pad_id, use_sequence_id)
 
 
+def clean_stale_streaming_memory() -> None:
+    """Remove shared memory that a killed earlier run left behind (streaming would refuse to start).
+
+    Every rank calls it: streaming cleans on local rank 0 and then holds all ranks at a barrier, so no rank
+    builds a dataset before the cleaning is done (and the ranks' later barriers stay paired).
+    """
+    from streaming.base.util import clean_stale_shared_memory
+
+    clean_stale_shared_memory()
+
+
 # -- optimisation --------------------------------------------------------------------------------------------
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
     o = cfg.optimizer
@@ -192,6 +203,7 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
 
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
+    clean_stale_streaming_memory()
     reproducibility.seed_all(cfg.seed)
     per_device = device_batch_size(cfg)
     config = build_model_config(cfg)

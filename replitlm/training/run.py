@@ -28,12 +28,9 @@ def parse_args(argv: list[str]) -> tuple[str, list[str]]:
 
 def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, float]:
     """Build and run the trainer; returns the final eval metrics (name → value), if there is an eval loader."""
-    from streaming.base.util import clean_stale_shared_memory
-
     from replitlm.training.builders import build_trainer
     from replitlm.training.callbacks import LossHistory
 
-    clean_stale_shared_memory()  # a killed earlier run can leave streaming's shared memory behind
     history = LossHistory()
     trainer = build_trainer(cfg, [history, *extra_callbacks])
     start = time.perf_counter()

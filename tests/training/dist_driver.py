@@ -3,7 +3,8 @@
     composer -n 2 tests/training/dist_driver.py OUT.json key=value ...
 
 Writes OUT.json (rank 0): the full gradient norm of every step (after any gradient fix-up, before clipping
-and the optimizer) and whether this process group's AVG reduce-scatter sums (the gloo FSDP2 bug).
+and the optimizer), whether this process group's AVG reduce-scatter sums (the gloo FSDP2 bug), and how
+many modules are wrapped for activation checkpointing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from tests.training.conftest import TINY
 class GradNorms(Callback):
     def __init__(self) -> None:
         self.norms: list[float] = []
+        self.checkpointed = 0
+
+    def fit_start(self, state: State, logger: Logger) -> None:
+        self.checkpointed = sum("Checkpoint" in type(m).__name__ for m in state.model.modules())
 
     def after_train_batch(self, state: State, logger: Logger) -> None:
         total = torch.zeros((), dtype=torch.float64)
@@ -42,9 +47,8 @@ def main() -> None:
     avg_sums = gloo_avg_sums()
     if dist.get_global_rank() == 0:
         with open(out, "w") as f:
-            json.dump(
-                {"grad_norms": probe.norms, "gloo_avg_sums": avg_sums, "world": dist.get_world_size()}, f
-            )
+            result = {"grad_norms": probe.norms, "gloo_avg_sums": avg_sums, "world": dist.get_world_size()}
+            json.dump({**result, "checkpointed_modules": probe.checkpointed}, f)
 
 
 if __name__ == "__main__":

@@ -84,7 +84,9 @@ def test_ddp_on_two_processes_matches_one(token_data: Path, tmp_path: Path, refe
 
 
 def test_fsdp2_on_two_processes_matches_one(token_data: Path, tmp_path: Path, reference) -> None:
-    result = launch(token_data, tmp_path, env={"FSDP_VERSION": "2"}, fsdp_config="{}")
+    fsdp = "{activation_checkpointing: true}"  # recomputation must not change the gradients either
+    result = launch(token_data, tmp_path, env={"FSDP_VERSION": "2"}, fsdp_config=fsdp)
+    assert result["checkpointed_modules"] == 2, "one checkpoint wrapper per block"
     if torch.__version__.startswith("2.7"):
         assert result["gloo_avg_sums"], "torch 2.7 + gloo is expected to sum AVG reduce-scatters"
     assert_same_run(result, reference, tmp_path)

@@ -158,3 +158,53 @@ def test_wandb_logs_offline(token_data: Path, tmp_path: Path, monkeypatch: pytes
     run(token_data, tmp_path, max_duration="2ba", **{"loggers.wandb.project": "replitlm-test"})
     (offline,) = (tmp_path / "wandb").glob("offline-run-*")
     assert list(offline.glob("*.wandb")), "the offline run holds its logged history"
+
+
+def test_fine_tuning_starts_from_a_pretrained_folder(token_data: Path, tmp_path: Path) -> None:
+    from replitlm import config_for_size
+
+    torch.manual_seed(5)
+    base = ReplitLMForCausalLM(
+        config_for_size("tiny", d_model=64, n_heads=2, vocab_size=32768, max_seq_len=64)
+    )
+    base.save_pretrained(tmp_path / "base")
+    overrides = {
+        "model.size": "null",
+        "model.pretrained_model_name_or_path": str(tmp_path / "base"),
+        "model.d_model": 64,  # explicit fields must agree with the checkpoint (strict loading)
+        "model.attn_config.attn_impl": "flex",  # a config override applied on top of the folder's config
+        "optimizer.lr": 1e-12,  # so the exported weights are the loaded ones
+        "max_duration": "1ba",
+    }
+    run(token_data, tmp_path, **overrides)
+    tuned = ReplitLMForCausalLM.from_pretrained(tmp_path / "hf")
+    assert tuned.config.attn_config["attn_impl"] == "flex" and tuned.config.max_seq_len == 32
+    for name, tensor in base.state_dict().items():
+        torch.testing.assert_close(tuned.state_dict()[name], tensor, rtol=0, atol=1e-9)
+
+
+def test_a_mixture_of_streams_and_interval_exports(token_data: Path, tmp_path: Path) -> None:
+    rec = Recorder()
+    streams = {
+        "train_loader.dataset.local": "null",
+        "train_loader.dataset.streams.a.local": str(token_data),
+        "train_loader.dataset.streams.a.split": "train",
+        "train_loader.dataset.streams.a.proportion": 0.5,
+        "train_loader.dataset.streams.b.local": str(token_data),
+        "train_loader.dataset.streams.b.split": "val",
+        "train_loader.dataset.streams.b.proportion": 0.5,
+        "train_loader.dataset.epoch_size": 64,
+        "callbacks.hf_export.interval": "2ba",
+    }
+    run(token_data, tmp_path, [rec], max_duration="4ba", **streams)
+    val_starts = {int(s[0]) for s in read_split(token_data / "val")}
+    seen_val = sum(int(row[0]) in val_starts for batch in rec.batches for row in batch)
+    assert 0 < seen_val < 16, "both streams feed the batches"
+    assert (tmp_path / "hf-ba2" / "model.safetensors").exists() and (tmp_path / "hf-ba4").exists()
+    assert (tmp_path / "hf" / "model.safetensors").exists()
+
+
+def read_split(folder: Path) -> list:
+    from streaming import StreamingDataset
+
+    return [sample["tokens"] for sample in StreamingDataset(local=str(folder), shuffle=False, batch_size=1)]

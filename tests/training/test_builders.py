@@ -1,0 +1,87 @@
+"""The builders one by one: meta init for FSDP, schedulers, optimizers, the collator's checks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from composer.optim import (
+    ConstantWithWarmupScheduler,
+    CosineAnnealingWithWarmupScheduler,
+    DecoupledAdamW,
+    LinearWithWarmupScheduler,
+)
+
+from replitlm import ReplitLMForCausalLM
+from replitlm.training.builders import _init_one, build_model_config, build_optimizer, build_scheduler
+from replitlm.training.config import load_train_config
+from replitlm.training.data import DataError, TokenCollator
+from replitlm.training.lion import DecoupledLionW
+from tests.training.conftest import TINY
+
+
+def test_per_module_init_after_meta_equals_the_normal_init() -> None:
+    """What FSDP does with init_device=meta: materialise one module at a time, then param_init_fn on it."""
+    config = build_model_config(load_train_config(TINY))
+    torch.manual_seed(3)
+    reference = ReplitLMForCausalLM(config)
+    reference.init_parameters()
+    with torch.device("meta"):
+        model = ReplitLMForCausalLM(config)
+    torch.manual_seed(3)
+    ReplitLMForCausalLM(config)  # the same RNG draws as the reference's constructor
+    for module in model.modules():
+        module.to_empty(device="cpu", recurse=False)
+        _init_one(module, config)
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(model.state_dict().values(), reference.state_dict().values(), strict=True)
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "cls"),
+    [
+        ("cosine_with_warmup", CosineAnnealingWithWarmupScheduler),
+        ("linear_decay_with_warmup", LinearWithWarmupScheduler),
+        ("constant_with_warmup", ConstantWithWarmupScheduler),
+    ],
+)
+def test_schedulers(name: str, cls: type) -> None:
+    cfg = load_train_config(TINY, [f"scheduler.name={name}", "scheduler.t_warmup=7ba"])
+    scheduler = build_scheduler(cfg)
+    assert isinstance(scheduler, cls) and str(scheduler.t_warmup) == "7ba"
+
+
+def test_optimizers_take_only_trainable_parameters() -> None:
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+    model[0].requires_grad_(False)
+    lion = build_optimizer(load_train_config(TINY), model)
+    adamw = build_optimizer(
+        load_train_config(TINY, ["optimizer.name=decoupled_adamw", "optimizer.eps=1e-6"]), model
+    )
+    assert isinstance(lion, DecoupledLionW) and isinstance(adamw, DecoupledAdamW)
+    for opt in (lion, adamw):
+        assert [p for g in opt.param_groups for p in g["params"]] == list(model[1].parameters())
+    assert adamw.defaults["eps"] == 1e-6
+
+
+def test_collator_pads_short_samples_and_refuses_foreign_ids() -> None:
+    collate = TokenCollator(max_seq_len=6, vocab_size=100, pad_id=2, use_sequence_id=True)
+    batch = collate(
+        [
+            {"tokens": np.arange(10, 20, dtype=np.uint32), "sequence_id": np.zeros(10, dtype=np.uint16)},
+            {
+                "tokens": np.array([5, 6, 7], dtype=np.uint32),
+                "sequence_id": np.array([0, 0, 1], dtype=np.uint16),
+            },
+        ]
+    )
+    assert batch["input_ids"].tolist() == [[10, 11, 12, 13, 14, 15], [5, 6, 7, 2, 2, 2]]
+    assert batch["labels"][1].tolist() == [5, 6, 7, -100, -100, -100]
+    assert batch["attention_mask"][1].tolist() == [1, 1, 1, 0, 0, 0]
+    assert batch["sequence_id"][1].tolist() == [0, 0, 1, 2, 2, 2]
+    with pytest.raises(DataError, match="token id 150 is outside the model's vocabulary"):
+        collate([{"tokens": np.array([150], dtype=np.uint32), "sequence_id": np.zeros(1, dtype=np.uint16)}])
+    with pytest.raises(DataError, match="no `sequence_id` column"):
+        collate([{"tokens": np.array([1], dtype=np.uint32)}])
