@@ -7,6 +7,7 @@ that Composer stores in every checkpoint, so a resumed run sees exactly the samp
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,25 @@ class DataError(ValueError):
     """A batch or dataset does not fit the model (missing column, token ids beyond the vocabulary)."""
 
 
-def build_dataset(ds: DatasetSection, batch_size: int, shuffle: bool | None = None) -> StreamingDataset:
+def check_local_dataset(local: str | None, remote: str | None, split: str | None, where: str) -> None:
+    """Without a remote, the shards must already be on disk: say which index is missing and how to make it."""
+    if remote is not None or local is None:
+        return
+    index = Path(local) / (split or "") / "index.json"
+    if not index.is_file():
+        raise DataError(
+            f"{where}: {index} not found. Make shards with `python data_prep/convert_code_dataset.py --out "
+            f"{local}` (it writes train/ and val/), or set `remote` to fetch them."
+        )
+
+
+def build_dataset(
+    ds: DatasetSection, batch_size: int, shuffle: bool | None = None, where: str = ""
+) -> StreamingDataset:
+    for name, s in (ds.streams or {}).items():
+        check_local_dataset(s.local, s.remote, s.split or ds.split, f"{where}.dataset.streams.{name}")
+    if not ds.streams:
+        check_local_dataset(ds.local, ds.remote, ds.split, f"{where}.dataset")
     streams = None
     if ds.streams:
         streams = [
@@ -108,7 +127,8 @@ def build_dataloader(
     collator: TokenCollator,
     train: bool,
 ) -> DataLoader:
-    dataset = build_dataset(loader.dataset, batch_size, shuffle=None if train else False)
+    where = "train_loader" if train else "eval_loader"
+    dataset = build_dataset(loader.dataset, batch_size, shuffle=None if train else False, where=where)
     return DataLoader(
         dataset,
         batch_size=batch_size,

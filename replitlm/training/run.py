@@ -79,12 +79,13 @@ def _summary(trainer: Any, losses: list[float], metrics: dict[str, float], secon
 def main(argv: list[str] | None = None) -> int:
     from replitlm.checkpoint import CheckpointError
     from replitlm.config import ConfigError
+    from replitlm.training.data import DataError
 
     path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
     try:
         cfg = load_train_config(path, overrides)
         train(cfg)
-    except (TrainConfigError, ConfigError, CheckpointError) as exc:
+    except (TrainConfigError, ConfigError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -208,3 +208,14 @@ def read_split(folder: Path) -> list:
     from streaming import StreamingDataset
 
     return [sample["tokens"] for sample in StreamingDataset(local=str(folder), shuffle=False, batch_size=1)]
+
+
+def test_missing_shards_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from replitlm.training.run import main
+
+    args = tiny_overrides(tmp_path / "nowhere", tmp_path)
+    assert main([str(TINY), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{tmp_path / 'nowhere' / 'train' / 'index.json'} not found" in err
+    assert main([str(TINY), "optimizer.lrr=1"]) == 2
+    assert "optimizer.lrr: unknown key (did you mean 'lr'?)" in capsys.readouterr().err
