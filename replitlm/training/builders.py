@@ -201,6 +201,11 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
     """Everything the config describes, assembled into a Composer Trainer (distributed if launched so)."""
     from composer.utils import get_device, reproducibility
 
+    on_gpu = cfg.device == "gpu" or (cfg.device is None and torch.cuda.is_available())
+    if not on_gpu and cfg.precision != "fp32":
+        raise TrainConfigError(
+            f"precision: {cfg.precision} needs a GPU (Composer trains in fp32 on CPUs); use fp32"
+        )
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
     clean_stale_streaming_memory()

@@ -217,5 +217,8 @@ def test_missing_shards_are_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
     assert main([str(TINY), *args]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{tmp_path / 'nowhere' / 'train' / 'index.json'} not found" in err
+    if not torch.cuda.is_available():
+        assert main([str(TINY), *tiny_overrides(tmp_path, tmp_path, precision="amp_bf16")]) == 2
+        assert "precision: amp_bf16 needs a GPU" in capsys.readouterr().err
     assert main([str(TINY), "optimizer.lrr=1"]) == 2
     assert "optimizer.lrr: unknown key (did you mean 'lr'?)" in capsys.readouterr().err
