@@ -1,0 +1,105 @@
+#!/usr/bin/env python
+"""Evaluate a code model: sample completions for a benchmark, execute them in a sandbox, report pass@k.
+
+    python eval/eval.py --model replit/replit-code-v1-3b --task humaneval --n 20 --k 1 10 --out runs/eval
+    python eval/eval.py --model runs/quickstart/hf --task humaneval --limit 10 --n 1 --greedy --out runs/qs-eval
+    python eval/eval.py --task humaneval --samples samples.jsonl            # score given completions only
+
+With --model, samples go to OUT/<task>_samples.jsonl as they are generated (rerunning resumes; raising --n
+adds samples), with the bigcode harness's settings by default: temperature 0.2, top_p 0.95, total length
+512, its stop words, clean_up_tokenization_spaces=False, the prompt stripped. Then they are scored.
+
+SAMPLES is JSONL with `task_id` and `completion` per line (several lines per problem for pass@k > 1). It
+writes SAMPLES_results.jsonl (each line plus `passed` and `result`: 'passed', 'failed: ...', 'timed out')
+and SAMPLES_summary.json, and prints the scores. Every sample runs in its own process group and temporary
+folder under CPU, memory, file-size and process limits, without network where the OS allows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from replitlm.evaluation.sandbox import network_isolation
+from replitlm.evaluation.score import score_file
+from replitlm.evaluation.tasks import TASKS, TaskError, load_task
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--task", required=True, choices=sorted(TASKS), help="benchmark")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--model", help="model folder or hub id to sample from")
+    source.add_argument("--samples", type=Path, help="score this JSONL of {task_id, completion} instead")
+    gen = p.add_argument_group("generation (with --model)")
+    gen.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
+    gen.add_argument("--adapter", help="a PEFT (LoRA) adapter folder to apply to the model")
+    gen.add_argument("--n", type=int, default=1, help="samples per problem (default 1)")
+    gen.add_argument("--batch-size", type=int, default=8, help="sequences generated together (default 8)")
+    gen.add_argument("--temperature", type=float, default=0.2)
+    gen.add_argument("--top-p", type=float, default=0.95)
+    gen.add_argument("--greedy", action="store_true", help="greedy decoding (pass@1 with --n 1)")
+    gen.add_argument("--max-length", type=int, default=512, help="prompt + completion tokens (default 512)")
+    gen.add_argument("--limit", type=int, help="only the first N problems (a quick check)")
+    gen.add_argument("--attn-impl", default="torch", help="attention backend (default torch)")
+    p.add_argument(
+        "--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report (default 1 10 100)"
+    )
+    p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
+    args = p.parse_args(argv)
+    if args.model is not None:
+        try:
+            args.samples = sample_from_model(args)
+        except (TaskError, OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    if not args.samples.is_file():
+        print(f"error: {args.samples}: no such samples file", file=sys.stderr)
+        return 2
+    if not network_isolation():
+        print("note: no network namespace is available here; samples run with the network reachable")
+    try:
+        summary = score_file(load_task(args.task), args.samples, args.k, args.workers)
+    except TaskError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(f"{args.samples}_summary.json")
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    scores = "  ".join(f"{k}: {v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
+    print(
+        f"{summary['task']} ({summary['language']}): {summary['problems']} problems, {summary['samples']} samples"
+    )
+    print(f"  {scores}   outcomes: {summary['outcomes']}")
+    print(f"wrote {args.samples}_results.jsonl and {out}")
+    return 0
+
+
+def sample_from_model(args: argparse.Namespace) -> Path:
+    import torch
+
+    from replitlm import ReplitLMForCausalLM, load_tokenizer
+    from replitlm.evaluation.generate import eval_sampling, generate_samples
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = ReplitLMForCausalLM.from_pretrained(args.model, attn_impl=args.attn_impl, torch_dtype=dtype)
+    if args.adapter:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, args.adapter)
+    model = model.to(device).eval()
+    tokenizer = load_tokenizer(
+        args.adapter if args.adapter and Path(args.adapter, "spiece.model").exists() else args.model
+    )
+    sampling = eval_sampling(args.temperature, args.top_p, args.greedy)
+    out = args.out / f"{args.task}_samples.jsonl"
+    task = load_task(args.task)
+    return generate_samples(
+        model, tokenizer, task, args.n, out, sampling, args.batch_size, args.max_length, args.limit
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluation: benchmark tasks, sandboxed execution of generated code, pass@k."""
