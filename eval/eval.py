@@ -33,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--model", help="model folder or hub id to sample from")
     source.add_argument("--samples", type=Path, help="score this JSONL of {task_id, completion} instead")
+    source.add_argument(
+        "--canonical", action="store_true", help="score the canonical solutions (checks the harness)"
+    )
     gen = p.add_argument_group("generation (with --model)")
     gen.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     gen.add_argument("--adapter", help="a PEFT (LoRA) adapter folder to apply to the model")
@@ -49,6 +52,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
     args = p.parse_args(argv)
+    if args.canonical:
+        try:
+            args.samples = write_canonical(args)
+        except TaskError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     if args.model is not None:
         try:
             args.samples = sample_from_model(args)
@@ -73,7 +82,27 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"  {scores}   outcomes: {summary['outcomes']}")
     print(f"wrote {args.samples}_results.jsonl and {out}")
+    if args.canonical:
+        results = [
+            json.loads(line) for line in Path(f"{args.samples}_results.jsonl").read_text().splitlines()
+        ]
+        failing = [(r["task_id"], r["result"][:120]) for r in results if not r["passed"]]
+        print(f"canonical solutions failing: {len(failing)}" + "".join(f"\n  {t}: {m}" for t, m in failing))
     return 0
+
+
+def write_canonical(args: argparse.Namespace) -> Path:
+    task = load_task(args.task)
+    out = args.out / f"{args.task}_canonical.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    problems = task.problems[: args.limit] if args.limit else task.problems
+    out.write_text(
+        "".join(
+            json.dumps({"task_id": p.task_id, "completion": p.canonical_solution}) + "\n" for p in problems
+        )
+    )
+    args.k = [1]
+    return out
 
 
 def sample_from_model(args: argparse.Namespace) -> Path:

@@ -84,7 +84,12 @@ def run_program(argv: list[str], files: dict[str, str], limits: Limits = Limits(
     try:
         for name, text in files.items():
             (workdir / name).write_text(text)
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(workdir), "LANG": "C.UTF-8"}
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(workdir),
+            "LANG": "C.UTF-8",
+            **_toolchains(),
+        }
         try:
             proc = subprocess.Popen(
                 _limited(argv, limits),
@@ -115,6 +120,22 @@ def run_program(argv: list[str], files: dict[str, str], limits: Limits = Limits(
         return Outcome("failed", _last_line(err or out) or f"exit code {proc.returncode}", seconds)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@functools.cache
+def _toolchains() -> dict[str, str]:
+    """Where rustup and the JDK keep their toolchains (HOME is the sample's empty folder)."""
+    home = Path.home()
+    env = {}
+    for key, default in (
+        ("RUSTUP_HOME", home / ".rustup"),
+        ("CARGO_HOME", home / ".cargo"),
+        ("JAVA_HOME", None),
+    ):
+        value = os.environ.get(key) or (str(default) if default is not None and default.exists() else None)
+        if value:
+            env[key] = value
+    return env
 
 
 def _kill_group(pgid: int) -> None:
