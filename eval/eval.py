@@ -29,8 +29,11 @@ from replitlm.evaluation.tasks import TASKS, TaskError, load_task
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--task", required=True, choices=sorted(TASKS), help="benchmark")
-    source = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--task", choices=sorted(TASKS), help="benchmark (not needed with --perplexity)")
+    p.add_argument(
+        "--perplexity", type=Path, help="with --model: loss and perplexity on this MDS val/ folder"
+    )
+    source = p.add_mutually_exclusive_group()
     source.add_argument("--model", help="model folder or hub id to sample from")
     source.add_argument("--samples", type=Path, help="score this JSONL of {task_id, completion} instead")
     source.add_argument(
@@ -52,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
     args = p.parse_args(argv)
+    if args.perplexity is not None:
+        if args.model is None:
+            p.error("--perplexity needs --model")
+        return report_perplexity(args)
+    if args.task is None or not (args.model or args.samples or args.canonical):
+        p.error("give --task and one of --model, --samples, --canonical (or --model with --perplexity)")
     if args.canonical:
         try:
             args.samples = write_canonical(args)
@@ -91,6 +100,25 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def report_perplexity(args: argparse.Namespace) -> int:
+    from replitlm.evaluation.perplexity import perplexity
+
+    try:
+        model = load_model(args)
+        result = perplexity(model, args.perplexity, args.batch_size, args.limit)
+    except (TaskError, OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "perplexity.json"
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"{'':<20}{'loss':>8}{'perplexity':>12}{'tokens':>12}")
+    for name, r in [("overall", result["overall"]), *result["languages"].items()]:
+        print(f"{name:<20}{r['loss']:>8.4f}{r['perplexity']:>12.2f}{r['tokens']:>12,}")
+    print(f"wrote {out}")
+    return 0
+
+
 def write_canonical(args: argparse.Namespace) -> Path:
     task = load_task(args.task)
     out = args.out / f"{args.task}_canonical.jsonl"
@@ -105,11 +133,10 @@ def write_canonical(args: argparse.Namespace) -> Path:
     return out
 
 
-def sample_from_model(args: argparse.Namespace) -> Path:
+def load_model(args: argparse.Namespace):
     import torch
 
-    from replitlm import ReplitLMForCausalLM, load_tokenizer
-    from replitlm.evaluation.generate import eval_sampling, generate_samples
+    from replitlm import ReplitLMForCausalLM
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
@@ -118,7 +145,14 @@ def sample_from_model(args: argparse.Namespace) -> Path:
         from peft import PeftModel
 
         model = PeftModel.from_pretrained(model, args.adapter)
-    model = model.to(device).eval()
+    return model.to(device).eval()
+
+
+def sample_from_model(args: argparse.Namespace) -> Path:
+    from replitlm import load_tokenizer
+    from replitlm.evaluation.generate import eval_sampling, generate_samples
+
+    model = load_model(args)
     tokenizer = load_tokenizer(
         args.adapter if args.adapter and Path(args.adapter, "spiece.model").exists() else args.model
     )

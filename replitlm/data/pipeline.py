@@ -184,12 +184,14 @@ class Packer:
         self.eos = np.array([eos_id], dtype=np.uint32)
         self.pending: list[np.ndarray] = []  # token arrays, EOS included
         self.pending_lengths: list[int] = []  # tokens per pending document (the first may be a remainder)
+        self.pending_languages: list[str] = []  # language per pending document
         self.pending_tokens = 0
         self.samples = self.documents = 0
 
-    def add(self, tokens: np.ndarray) -> None:
+    def add(self, tokens: np.ndarray, language: str = "") -> None:
         self.pending += [tokens, self.eos]
         self.pending_lengths.append(len(tokens) + 1)
+        self.pending_languages.append(language)
         self.pending_tokens += len(tokens) + 1
         self.documents += 1
         if self.pending_tokens >= self.BLOCK_SAMPLES * self.max_seq_len:
@@ -204,11 +206,14 @@ class Packer:
             if self.with_sequence_id:
                 ids = doc[start : start + self.max_seq_len]
                 sample["sequence_id"] = (ids - ids[0]).astype(np.uint16)
+                # the language of each document in the sample, in sequence_id order (for per-language metrics)
+                sample["doc_languages"] = ",".join(self.pending_languages[ids[0] : ids[-1] + 1])
             self.writer.write(sample)
         self.samples += full
         rest, rest_doc = stream[full * self.max_seq_len :], doc[full * self.max_seq_len :]
         self.pending = [rest] if len(rest) else []
         self.pending_lengths = np.unique(rest_doc, return_counts=True)[1].tolist() if len(rest) else []
+        self.pending_languages = self.pending_languages[rest_doc[0] :] if len(rest) else []
         self.pending_tokens = len(rest)
 
     def finish(self) -> int:
@@ -359,7 +364,7 @@ def _consume(
     lang["tokens"] += len(item.tokens) + 1
     packer = packers[_split_of(item.digest, config.val_fraction)]
     for _ in range(copies):
-        packer.add(item.tokens)
+        packer.add(item.tokens, item.lang)
 
 
 def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
@@ -368,6 +373,7 @@ def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
     columns = {"tokens": "ndarray:uint32"}
     if config.sequence_id:
         columns["sequence_id"] = "ndarray:uint16"
+        columns["doc_languages"] = "str"
     writer = MDSWriter(
         out=str(path), columns=columns, compression=config.compression, size_limit=config.shard_size
     )

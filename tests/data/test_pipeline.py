@@ -129,6 +129,8 @@ def test_shards_hold_exactly_the_kept_files(corpus, tmp_path: Path, spiece_path:
     for s in samples:
         expected = np.concatenate([[0], np.cumsum(s["tokens"][:-1] == 1)])
         assert np.array_equal(s["sequence_id"], expected)
+        # one language per document of the sample, for per-language metrics (all Python here)
+        assert s["doc_languages"].split(",") == ["Python"] * (int(s["sequence_id"].max()) + 1)
     assert not (out / "val").exists()  # empty splits are not written
     stats = json.loads((out / "stats.json").read_text())
     assert stats["languages"]["Python"]["files"] == len(GOOD_PY)
