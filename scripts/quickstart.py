@@ -8,7 +8,8 @@ runs/quickstart/:
   3. mds/        filtered, deduplicated, tokenized, packed MDS shards, train/ and val/ (convert_code_dataset.py)
   4. checkpoints/, hf/   a tiny ReplitLM trained from scratch (train/train.py yamls/quickstart/tiny-cpu.yaml),
                  evaluated on the held-out split, exported as a Hugging Face folder
-  5. a completion sampled from the exported folder (scripts/generate.py)
+  5. eval/       loss and perplexity per language on mds/val (eval/eval.py --perplexity)
+  6. a completion sampled from the exported folder (scripts/generate.py)
 
 Rerunning skips finished steps (training resumes from its last checkpoint); --fresh starts over.
 
@@ -126,6 +127,10 @@ def main() -> int:
     step(
         "train a tiny ReplitLM from scratch (resumes if interrupted), evaluate on val/, export to hf/",
         [py, "train/train.py", "yamls/quickstart/tiny-cpu.yaml", f"variables.run_dir={run}", *args.overrides],
+    )
+    step(
+        "loss and perplexity per language on the held-out split",
+        [py, "eval/eval.py", "--model", run / "hf", "--perplexity", mds / "val", "--out", run / "eval"],
     )
     step(
         "complete a prompt with the exported model",

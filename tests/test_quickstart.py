@@ -20,10 +20,18 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    for step in ("train a 4096-piece tokenizer", "MDS shards", "train a tiny ReplitLM", "complete a prompt"):
+    steps = (
+        "train a 4096-piece tokenizer",
+        "MDS shards",
+        "train a tiny ReplitLM",
+        "perplexity",
+        "complete a prompt",
+    )
+    for step in steps:
         assert step in first.stdout
     assert "training loss:" in first.stdout and "eval/LanguagePerplexity" in first.stdout
     assert (run / "mds" / "train" / "index.json").exists() and (run / "mds" / "val" / "index.json").exists()
+    assert "Python" in (run / "eval" / "perplexity.json").read_text()
     model = ReplitLMForCausalLM.from_pretrained(run / "hf")
     assert model.config.vocab_size == len(load_tokenizer(run / "hf")) == 4096
     assert "def read_config(path):" in first.stdout.split("complete a prompt")[1]

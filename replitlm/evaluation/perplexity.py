@@ -38,15 +38,18 @@ def perplexity(model: torch.nn.Module, folder: Path, batch_size: int = 8, limit:
     if not samples:
         raise TaskError(f"{folder}: the dataset has no samples")
     per_doc = model.config.attn_config.get("attn_uses_sequence_id", False)
+    cut = model.config.max_seq_len  # longer samples are evaluated on their first max_seq_len tokens
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     device = next(model.parameters()).device
     for start in tqdm(range(0, len(samples), batch_size), desc="perplexity", unit="batch"):
         batch = samples[start : start + batch_size]
-        ids = torch.from_numpy(np.stack([s["tokens"].astype(np.int64) for s in batch])).to(device)
+        ids = torch.from_numpy(np.stack([s["tokens"][:cut].astype(np.int64) for s in batch])).to(device)
         seq = None
         if "sequence_id" in batch[0]:
-            seq = torch.from_numpy(np.stack([s["sequence_id"].astype(np.int64) for s in batch])).to(device)
+            seq = torch.from_numpy(np.stack([s["sequence_id"][:cut].astype(np.int64) for s in batch])).to(
+                device
+            )
         logits = model(input_ids=ids, sequence_id=seq if per_doc else None).logits.float()
         losses = F.cross_entropy(logits[:, :-1].transpose(1, 2), ids[:, 1:], reduction="none").cpu()
         for row, sample in enumerate(batch):
