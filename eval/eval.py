@@ -22,13 +22,18 @@ import json
 import sys
 from pathlib import Path
 
+from replitlm.evaluation.options import OptionsError, split_config_argv, yaml_defaults
 from replitlm.evaluation.sandbox import network_isolation
 from replitlm.evaluation.score import score_file
 from replitlm.evaluation.tasks import TASKS, TaskError, load_task
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        usage="eval.py [OPTIONS.yaml [key=value ...]] [--task TASK] [--model M | --samples F | --canonical] ...",
+    )
     p.add_argument("--task", choices=sorted(TASKS), help="benchmark (not needed with --perplexity)")
     p.add_argument(
         "--perplexity", type=Path, help="with --model: loss and perplexity on this MDS val/ folder"
@@ -54,7 +59,16 @@ def main(argv: list[str] | None = None) -> int:
         "--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report (default 1 10 100)"
     )
     p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
-    args = p.parse_args(argv)
+    path, overrides, rest = split_config_argv(sys.argv[1:] if argv is None else argv)
+    if path is not None:
+        try:
+            p.set_defaults(**yaml_defaults(p, path, overrides))
+        except OptionsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+    elif overrides:
+        p.error(f"'{overrides[0]}': key=value overrides need an options YAML first")
+    args = p.parse_args(rest)
     if args.perplexity is not None:
         if args.model is None:
             p.error("--perplexity needs --model")

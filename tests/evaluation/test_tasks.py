@@ -68,3 +68,21 @@ def test_the_scoring_command_and_its_errors(tmp_path: Path, capsys) -> None:
     path.write_text("{not json\n")
     assert main(["--task", "humaneval", "--samples", str(path)]) == 2
     assert "s.jsonl:1: not JSON" in capsys.readouterr().err
+
+
+def test_options_from_a_yaml_with_overrides_and_flags(tmp_path: Path, capsys) -> None:
+    from eval.eval import main
+    from tests.conftest import REPO
+
+    shipped = REPO / "yamls" / "eval" / "humaneval.yaml"
+    assert "python eval/eval.py yamls/eval/humaneval.yaml" in shipped.read_text().split("\n\n")[0]
+    samples = tmp_path / "s.jsonl"
+    samples.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n')
+    options = tmp_path / "o.yaml"
+    options.write_text(f"task: humaneval\nsamples: {samples}\nk: [1]\nworkers: 1\n")
+    assert main([str(options)]) == 0 and Path(f"{samples}_summary.json").exists()
+    assert main([str(shipped), "model=null", f"samples={samples}", "k=[1]"]) == 0  # the shipped YAML parses
+    assert main([str(options), "tsk=mbpp"]) == 2
+    assert "tsk: unknown option (did you mean 'task'?)" in capsys.readouterr().err
+    assert main([str(options), "task=nope"]) == 2
+    assert "task: 'nope' is not one of" in capsys.readouterr().err

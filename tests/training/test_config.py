@@ -9,7 +9,9 @@ import pytest
 from replitlm.training.config import TrainConfigError, load_train_config
 from tests.conftest import REPO
 
-YAMLS = sorted((REPO / "yamls").rglob("*.yaml"))
+YAMLS = sorted(
+    p for p in (REPO / "yamls").rglob("*.yaml") if p.parts[-2] != "eval"
+)  # eval YAMLs: tests/evaluation
 TINY = REPO / "yamls" / "quickstart" / "tiny-cpu.yaml"
 
 
