@@ -18,6 +18,7 @@ import sentencepiece as spm
 from streaming import StreamingDataset
 
 from replitlm.data.decontam import humaneval_path
+from replitlm.data.languages import language_of_path
 from replitlm.data.pipeline import PipelineConfig, run
 from tests.conftest import REPO, SHARED, STDLIB
 
@@ -126,11 +127,13 @@ def test_shards_hold_exactly_the_kept_files(corpus, tmp_path: Path, spiece_path:
     )
     assert np.array_equal(tokens, stream[: len(tokens)])
     # sequence_id restarts in each sample and steps after every EOS
-    for s in samples:
+    languages = [language_of_path(p) for p in good]
+    for i, s in enumerate(samples):
         expected = np.concatenate([[0], np.cumsum(s["tokens"][:-1] == 1)])
         assert np.array_equal(s["sequence_id"], expected)
-        # one language per document of the sample, for per-language metrics (all Python here)
-        assert s["doc_languages"].split(",") == ["Python"] * (int(s["sequence_id"].max()) + 1)
+        # the language of each document in the sample, in order (for per-language metrics)
+        first = int(np.sum(stream[: i * 256] == 1))  # documents that ended before this sample
+        assert s["doc_languages"].split(",") == languages[first : first + int(s["sequence_id"].max()) + 1]
     assert not (out / "val").exists()  # empty splits are not written
     stats = json.loads((out / "stats.json").read_text())
     assert stats["languages"]["Python"]["files"] == len(GOOD_PY)
