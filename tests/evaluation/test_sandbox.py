@@ -51,3 +51,42 @@ def test_no_network() -> None:
         run("import socket\nassert [i for i in socket.if_nameindex() if i[1] != 'lo'] == []").status
         == "passed"
     )
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "    import os; os.kill(os.getppid(), 9)",  # kills its parent: a shell, not the harness
+        "    import sys; sys.exit(0)",  # exits 'successfully' before the asserts
+        "    import os; os._exit(0)",
+        "    x = bytearray(10 * 1024**3)",  # 10 GB
+        "    import socket; socket.create_connection(('1.1.1.1', 80), timeout=2)",
+        "    while True: pass",
+    ],
+)
+def test_hostile_completions_are_failures_and_the_run_goes_on(body: str) -> None:
+    from replitlm.evaluation.score import execute
+    from replitlm.evaluation.tasks import humaneval
+
+    task = humaneval()
+    task.limits = Limits(wall_s=5, cpu_s=3, memory_mb=1024)
+    problem = task.problems[0]
+    outcomes = execute(
+        task,
+        [
+            {"task_id": problem.task_id, "completion": body + "\n"},
+            {"task_id": problem.task_id, "completion": problem.canonical_solution},
+        ],
+        progress=False,
+    )
+    assert not outcomes[0].passed and outcomes[1].passed
+
+
+def test_deleting_home_only_deletes_the_samples_own_folder(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    planted = tmp_path / "keep.txt"
+    planted.write_text("precious")
+    outcome = run(
+        "import os, shutil\nshutil.rmtree(os.path.expanduser('~'))\nassert not os.path.exists('main.py')"
+    )
+    assert outcome.status == "passed" and planted.read_text() == "precious"
