@@ -123,10 +123,7 @@ def run_program(
             return Outcome("passed", "passed", seconds)
         if proc.returncode == 0:
             return Outcome("failed", "exited before the tests finished", seconds)
-        if (
-            proc.returncode in (-signal.SIGXCPU, 128 + signal.SIGXCPU, -signal.SIGKILL)
-            and seconds >= limits.cpu_s
-        ):
+        if proc.returncode in _CPU_LIMIT_CODES and seconds >= limits.cpu_s:
             return Outcome("timeout", f"CPU limit of {limits.cpu_s} s", seconds)
         return Outcome("failed", _last_line(err or out) or f"exit code {proc.returncode}", seconds)
     finally:
@@ -147,6 +144,11 @@ def _toolchains() -> dict[str, str]:
         if value:
             env[key] = value
     return env
+
+
+# RLIMIT_CPU sends SIGXCPU at the soft limit and SIGKILL at the hard one; through the shell in between,
+# a death by signal n reads as exit status 128 + n.
+_CPU_LIMIT_CODES = frozenset(code for n in (signal.SIGXCPU, signal.SIGKILL) for code in (-n, 128 + n))
 
 
 def _kill_group(pgid: int) -> None:
