@@ -7,13 +7,14 @@ and the closest valid one. Flags given on the command line win over the YAML.
 from __future__ import annotations
 
 import argparse
-import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+
+from replitlm.config import _closest
 
 
 class OptionsError(ValueError):
@@ -43,8 +44,7 @@ def yaml_defaults(parser: argparse.ArgumentParser, path: str, overrides: list[st
     defaults = {}
     for key, value in raw.items():
         if key not in actions:
-            match = difflib.get_close_matches(str(key), list(actions), n=1, cutoff=0.6)
-            hint = f" (did you mean '{match[0]}'?)" if match else ""
+            hint = _closest(str(key), list(actions))
             raise OptionsError(f"{path}: {key}: unknown option{hint}; valid: {', '.join(sorted(actions))}")
         action = actions[key]
         if action.choices is not None and value not in action.choices:

