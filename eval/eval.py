@@ -27,6 +27,9 @@ from replitlm.evaluation.sandbox import network_isolation
 from replitlm.evaluation.score import score_file
 from replitlm.evaluation.tasks import TASKS, TaskError, load_task
 
+# Loading a model or adapter fails with these for user errors (a bad path, no CUDA for --load-in, ...).
+MODEL_ERRORS = (TaskError, OSError, ValueError, RuntimeError, ImportError)
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     gen = p.add_argument_group("generation (with --model)")
     gen.add_argument("--out", type=Path, default=Path("runs/eval"), help="output folder (default runs/eval)")
     gen.add_argument("--adapter", help="a PEFT (LoRA) adapter folder to apply to the model")
+    gen.add_argument(
+        "--load-in", choices=["8bit", "4bit"], help="quantize the weights while loading (bitsandbytes, CUDA)"
+    )
     gen.add_argument("--n", type=int, default=1, help="samples per problem (default 1)")
     gen.add_argument("--batch-size", type=int, default=8, help="sequences generated together (default 8)")
     gen.add_argument("--temperature", type=float, default=0.2)
@@ -84,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.model is not None:
         try:
             args.samples = sample_from_model(args)
-        except (TaskError, OSError, ValueError) as exc:
+        except MODEL_ERRORS as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     if not args.samples.is_file():
@@ -120,7 +126,7 @@ def report_perplexity(args: argparse.Namespace) -> int:
     try:
         model = load_model(args)
         result = perplexity(model, args.perplexity, args.batch_size, args.limit)
-    except (TaskError, OSError, ValueError) as exc:
+    except MODEL_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
@@ -148,18 +154,9 @@ def write_canonical(args: argparse.Namespace) -> Path:
 
 
 def load_model(args: argparse.Namespace):
-    import torch
+    from replitlm.lora import load_for_inference
 
-    from replitlm import ReplitLMForCausalLM
-
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" else torch.float32
-    model = ReplitLMForCausalLM.from_pretrained(args.model, attn_impl=args.attn_impl, torch_dtype=dtype)
-    if args.adapter:
-        from peft import PeftModel
-
-        model = PeftModel.from_pretrained(model, args.adapter)
-    return model.to(device).eval()
+    return load_for_inference(args.model, args.adapter, args.load_in, attn_impl=args.attn_impl)
 
 
 def sample_from_model(args: argparse.Namespace) -> Path:

@@ -9,7 +9,9 @@ and a file that cannot be read is an error that names the file.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -152,12 +154,8 @@ def save_pretrained_atomic(
     tokenizer_files: dict[str, bytes] | None = None,
 ) -> Path:
     """Write `weights` as a `save_pretrained` folder (+ tokenizer), via a temporary folder renamed into place."""
-    import shutil
-    import tempfile
-
     from replitlm.model import ReplitLMForCausalLM
 
-    folder = Path(folder)
     with torch.device("meta"):
         model = ReplitLMForCausalLM(config)
     result = model.load_state_dict({k: v.to(dtype) for k, v in weights.items()}, strict=False, assign=True)
@@ -166,20 +164,44 @@ def save_pretrained_atomic(
             f"the weights do not fit the config: missing {_short(result.missing_keys)}, "
             f"unexpected {_short(result.unexpected_keys)}"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
-    try:
+    with atomic_folder(folder) as tmp:
         model.save_pretrained(tmp)
         if tokenizer is not None:
             tokenizer.save_pretrained(tmp)
         for name, content in (tokenizer_files or {}).items():
             (tmp / name).write_bytes(content)
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temporary folder beside `folder` to write into; renamed to `folder` (replacing it) only on success.
+
+    A reader never sees half a folder: until the rename it holds the old one (or none); a crash leaves only a
+    hidden `.name.*` folder behind.
+    """
+    import shutil
+    import tempfile
+
+    folder = Path(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        yield tmp
+        _default_permissions(tmp)  # mkdtemp makes it private; the result should be like any other folder
         if folder.exists():
             shutil.rmtree(folder)
         tmp.rename(folder)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+
+
+def _default_permissions(folder: Path) -> None:
+    umask = os.umask(0)
+    os.umask(umask)
+    folder.chmod(0o777 & ~umask)
+    for path in folder.rglob("*"):
+        path.chmod((0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def read_composer_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -212,13 +234,44 @@ def read_composer_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def composer_to_hf(
     checkpoint: str | os.PathLike[str], out: str | os.PathLike[str], dtype: torch.dtype = torch.float32
 ) -> Path:
-    """Convert a Composer checkpoint (full or sharded) from train/train.py into an HF folder with its tokenizer."""
+    """Convert a Composer checkpoint (full or sharded) from train/train.py into an HF folder with its tokenizer.
+
+    The checkpoint of a LoRA run holds the adapter only: it becomes a PEFT adapter folder.
+    """
     state = read_composer_checkpoint(checkpoint)
     meta = state["integrations"]["huggingface"]
     config = ReplitLMConfig.from_dict(meta["model"]["config"]["content"])
     prefix = "model."
     weights = {k[len(prefix) :]: v for k, v in state["model"].items() if k.startswith(prefix)}
+    if "peft_config" in meta["model"]:
+        return _adapter_from_checkpoint(config, meta, weights, out, dtype)
     return save_pretrained_atomic(config, weights, out, dtype, tokenizer_files=_tokenizer_files(meta))
+
+
+def _adapter_from_checkpoint(
+    config: ReplitLMConfig,
+    meta: dict[str, Any],
+    weights: dict[str, torch.Tensor],
+    out: Any,
+    dtype: torch.dtype,
+) -> Path:
+    """The adapter of a LoRA checkpoint in PEFT's format: peft itself names the tensors, on a weightless base."""
+    from peft import get_peft_config, get_peft_model
+
+    from replitlm.lora import save_adapter
+    from replitlm.model import ReplitLMForCausalLM
+
+    peft_config = get_peft_config(meta["model"]["peft_config"]["content"])
+    with torch.device("meta"):
+        base = ReplitLMForCausalLM(config)
+    base.name_or_path = peft_config.base_model_name_or_path  # kept in adapter_config.json
+    peft_model = get_peft_model(base, peft_config)
+    result = peft_model.load_state_dict(weights, strict=False, assign=True)
+    if result.unexpected_keys:
+        raise CheckpointError(
+            f"the adapter does not fit its config: unexpected {_short(result.unexpected_keys)}"
+        )
+    return save_adapter(peft_model, out, weights, dtype, tokenizer_files=_tokenizer_files(meta))
 
 
 def _tokenizer_files(meta: dict[str, Any]) -> dict[str, bytes]:

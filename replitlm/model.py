@@ -306,7 +306,7 @@ class ReplitLMForCausalLM(ReplitLMPreTrainedModel, GenerationMixin):
 
         Extra keyword arguments: `attn_impl` ("torch", "flex", "flash", "triton") and `config_overrides`
         (a dict of config fields, e.g. {"max_seq_len": 4096}); the rest go to transformers' from_pretrained
-        (`torch_dtype`, `device_map`, `revision`, ...).
+        (`dtype`, `device_map`, `quantization_config`, `revision`, ...).
         """
         from replitlm.checkpoint import strict_from_pretrained
 

@@ -7,7 +7,8 @@
 CHECKPOINT is a full checkpoint file (`*.pt`) or a sharded checkpoint folder (FSDP `state_dict_type: sharded`,
 holding `.metadata` and `__*_*.distcp`). The model config and the tokenizer are stored inside every
 checkpoint, so nothing else is needed. The output loads with `ReplitLMForCausalLM.from_pretrained` and with
-transformers' own `AutoModelForCausalLM`.
+transformers' own `AutoModelForCausalLM`. The checkpoint of a LoRA run (which holds only the adapter) becomes
+a PEFT adapter folder (adapter_config.json + adapter_model.safetensors); see scripts/merge_lora.py.
 
 Composer checkpoints are Python pickles: convert only checkpoints you trust.
 """

@@ -2,7 +2,9 @@
 """Complete code with a ReplitLM model, streaming tokens to the terminal.
 
 python scripts/generate.py replit/replit-code-v1-3b --prompt "def fibonacci(n):"
-python scripts/generate.py runs/quickstart/export --prompt-file prompt.py --greedy --max-new-tokens 200
+python scripts/generate.py runs/quickstart/hf --prompt-file prompt.py --greedy --max-new-tokens 200
+python scripts/generate.py runs/quickstart/hf --adapter runs/lora-quickstart/adapter --prompt "..."
+python scripts/generate.py replit/replit-code-v1-3b --load-in 8bit --prompt "def fib(n):"   # CUDA + bitsandbytes
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from pathlib import Path
 
 import torch
 
-from replitlm import ReplitLMForCausalLM, load_tokenizer
+from replitlm import load_tokenizer
+from replitlm.checkpoint import CheckpointError
 from replitlm.generation import DEFAULT_STOP_SEQUENCES, SamplingConfig, StopAwareStreamer, generate_code
+from replitlm.lora import load_for_inference
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -25,6 +29,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="the code to complete")
     src.add_argument("--prompt-file", type=Path, help="read the prompt from this file")
+    p.add_argument("--adapter", help="a PEFT (LoRA) adapter folder to apply to the model")
+    p.add_argument(
+        "--load-in", choices=["8bit", "4bit"], help="quantize the weights while loading (bitsandbytes, CUDA)"
+    )
     p.add_argument("--tokenizer", help="tokenizer folder, hub id or .model file (default: the model's)")
     p.add_argument("--max-new-tokens", type=int, default=128)
     p.add_argument("--greedy", action="store_true", help="greedy decoding instead of sampling")
@@ -69,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     torch.manual_seed(args.seed)
     tokenizer = load_tokenizer(args.tokenizer or args.model)
-    model = ReplitLMForCausalLM.from_pretrained(args.model, attn_impl=args.attn_impl, torch_dtype=dtype)
-    model = model.to(device).eval()
+    try:
+        model = load_for_inference(args.model, args.adapter, args.load_in, dtype, device, args.attn_impl)
+    except (CheckpointError, RuntimeError, ImportError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     streamer = None if args.no_stream else StopAwareStreamer(tokenizer, sampling.stop_sequences)
     if streamer is not None:
         sys.stdout.write(prompt)

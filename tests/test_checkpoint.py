@@ -93,7 +93,7 @@ def test_attn_impl_dtype_and_config_overrides(tmp_path: Path) -> None:
     flex = ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="flex")
     assert flex.config.attn_config["attn_impl"] == "flex"
     torch.testing.assert_close(logits(flex), logits(model), rtol=0, atol=1e-5)
-    bf16 = ReplitLMForCausalLM.from_pretrained(tmp_path, torch_dtype=torch.bfloat16)
+    bf16 = ReplitLMForCausalLM.from_pretrained(tmp_path, dtype=torch.bfloat16)
     assert bf16.transformer.wte.weight.dtype == torch.bfloat16
     longer = ReplitLMForCausalLM.from_pretrained(tmp_path, config_overrides={"max_seq_len": 4096})
     assert longer.config.max_seq_len == 4096

@@ -21,6 +21,7 @@ from composer.utils import dist
 
 from replitlm.checkpoint import load_config
 from replitlm.config import ReplitLMConfig, config_for_size
+from replitlm.lora import add_lora, lora_config, quantization_config
 from replitlm.model import ReplitLMForCausalLM, init_weights_
 from replitlm.tokenizer import load_tokenizer
 from replitlm.training.callbacks import (
@@ -33,6 +34,7 @@ from replitlm.training.callbacks import (
 from replitlm.training.composer_model import ComposerReplitLM
 from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigError
 from replitlm.training.data import TokenCollator, build_dataloader
+from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -40,8 +42,15 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 # -- model ---------------------------------------------------------------------------------------------------
 def model_overrides(cfg: TrainConfig) -> dict[str, Any]:
-    """The model section's config fields; the model's max_seq_len follows the top-level one unless given."""
-    return {"max_seq_len": cfg.max_seq_len, **cfg.model.overrides()}
+    """The model section's config fields; the model's max_seq_len follows the top-level one unless given.
+
+    Packed finetuning examples must not see each other: packing turns on per-document attention.
+    """
+    overrides = {"max_seq_len": cfg.max_seq_len, **cfg.model.overrides()}
+    loaders = [cfg.train_loader, cfg.eval_loader]
+    if any(lo is not None and lo.name == "finetuning" and lo.dataset.packing for lo in loaders):
+        overrides["attn_config"] = {**overrides.get("attn_config", {}), "attn_uses_sequence_id": True}
+    return overrides
 
 
 def build_model_config(cfg: TrainConfig) -> ReplitLMConfig:
@@ -53,13 +62,34 @@ def build_model_config(cfg: TrainConfig) -> ReplitLMConfig:
     return config
 
 
-def build_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCausalLM:
+def build_model(cfg: TrainConfig, config: ReplitLMConfig) -> torch.nn.Module:
+    """The model to train: the preset or checkpoint, with LoRA adapters (a peft model) when `lora` is set."""
+    model = _build_base_model(cfg, config)
+    if cfg.lora is None:
+        return model
+    lo = cfg.lora
+    peft_config = lora_config(lo.r, lo.alpha, lo.dropout, lo.target_modules, lo.modules_to_save, lo.bias)
+    try:
+        return add_lora(model, peft_config, quantized=lo.quantize is not None)
+    except ValueError as exc:
+        raise TrainConfigError(str(exc)) from exc
+
+
+def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCausalLM:
     m = cfg.model
     if m.pretrained_model_name_or_path is not None:
+        quantize = cfg.lora.quantize if cfg.lora is not None else None
+        extra: dict[str, Any] = {}
+        if quantize is not None:  # QLoRA: the frozen base in 4 (or 8) bits on this rank's GPU
+            extra = {
+                "quantization_config": quantization_config(quantize),
+                "device_map": {"": dist.get_local_rank()},
+            }
         return ReplitLMForCausalLM.from_pretrained(
             m.pretrained_model_name_or_path,
             config_overrides=model_overrides(cfg),
-            torch_dtype=_DTYPES[m.pretrained_dtype],
+            dtype=_DTYPES[m.pretrained_dtype],
+            **extra,
         )
     if m.init_device == "meta":
         if not torch.cuda.is_available():
@@ -101,9 +131,27 @@ def build_collator(
     cfg: TrainConfig, loader: LoaderSection, config: ReplitLMConfig, pad_id: int
 ) -> TokenCollator:
     use_sequence_id = loader.dataset.use_sequence_id
-    if use_sequence_id is None:
+    if loader.name == "finetuning":  # packed examples carry sequence_id; one example per row needs none
+        use_sequence_id = loader.dataset.packing
+    elif use_sequence_id is None:
         use_sequence_id = bool(config.attn_config["attn_uses_sequence_id"])
     return TokenCollator(cfg.max_seq_len, config.vocab_size, pad_id, use_sequence_id)
+
+
+def build_loader(
+    cfg: TrainConfig,
+    loader: LoaderSection,
+    config: ReplitLMConfig,
+    tokenizer: Any,
+    batch_size: int,
+    train: bool,
+) -> Any:
+    """A text (packed token shards) or finetuning (prompt/response examples) dataloader."""
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    collator = build_collator(cfg, loader, config, pad_id)
+    if loader.name == "finetuning":
+        return build_finetuning_dataloader(loader, tokenizer, cfg.max_seq_len, batch_size, collator, train)
+    return build_dataloader(loader, batch_size, collator, train=train)
 
 
 def clean_stale_streaming_memory() -> None:
@@ -206,6 +254,12 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
         raise TrainConfigError(
             f"precision: {cfg.precision} needs a GPU (Composer trains in fp32 on CPUs); use fp32"
         )
+    if not on_gpu and cfg.model.pretrained_dtype != "float32":
+        raise TrainConfigError(
+            f"model.pretrained_dtype: {cfg.model.pretrained_dtype} weights need amp on a GPU; use float32 on CPUs"
+        )
+    if cfg.lora is not None and cfg.lora.quantize is not None and cfg.fsdp_config is not None:
+        raise TrainConfigError("lora.quantize: a 4/8-bit base trains on one GPU per process (DDP), not FSDP")
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
     clean_stale_streaming_memory()
@@ -214,16 +268,11 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
     config = build_model_config(cfg)
     tokenizer = load_tokenizer(cfg.tokenizer.name)
     model = ComposerReplitLM(build_model(cfg, config), tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    train_loader = build_dataloader(
-        cfg.train_loader, per_device, build_collator(cfg, cfg.train_loader, config, pad_id), train=True
-    )
+    train_loader = build_loader(cfg, cfg.train_loader, config, tokenizer, per_device, train=True)
     evaluators = []
     if cfg.eval_loader is not None:
         eval_batch = cfg.device_eval_batch_size or cfg.device_train_microbatch_size
-        eval_loader = build_dataloader(
-            cfg.eval_loader, eval_batch, build_collator(cfg, cfg.eval_loader, config, pad_id), train=False
-        )
+        eval_loader = build_loader(cfg, cfg.eval_loader, config, tokenizer, eval_batch, train=False)
         evaluators.append(
             Evaluator(label="eval", dataloader=eval_loader, metric_names=list(model.val_metrics))
         )
@@ -232,7 +281,7 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
         model=model,
         train_dataloader=train_loader,
         eval_dataloader=evaluators or None,
-        eval_interval=cfg.eval_interval,
+        eval_interval=cfg.eval_interval if evaluators else 1,  # Composer warns about an unused interval
         eval_subset_num_batches=cfg.eval_subset_num_batches,
         max_duration=cfg.max_duration,
         optimizers=build_optimizer(cfg, model),

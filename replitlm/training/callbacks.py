@@ -14,6 +14,7 @@ from composer.utils import dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
 from replitlm.checkpoint import save_pretrained_atomic
+from replitlm.lora import is_peft_model, save_adapter
 
 
 class NonFiniteLossError(RuntimeError):
@@ -91,7 +92,8 @@ class HFExport(Callback):
 
     Works with plain, DDP and FSDP (1 and 2) models: every rank takes part in gathering the full state dict;
     rank 0 writes to a temporary folder and renames it into place, so a reader never sees half an export.
-    Interval exports go to `<folder>-ba<batch>` beside it, the final one to `<folder>` itself.
+    Interval exports go to `<folder>-ba<batch>` beside it, the final one to `<folder>` itself. A LoRA run
+    exports its adapter instead (adapter_config.json + adapter_model.safetensors, PEFT's format).
     """
 
     def __init__(self, folder: str, interval: str | None = None, dtype: torch.dtype = torch.float32) -> None:
@@ -116,11 +118,15 @@ class HFExport(Callback):
     def export(self, state: State, folder: Path) -> None:
         model = state.model.module if hasattr(state.model, "module") else state.model  # DDP wraps it
         inner = model.model
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        adapter = is_peft_model(inner)  # LoRA: the adapter alone, in PEFT's format
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=adapter)
         weights = get_model_state_dict(inner, options=options)
         if dist.get_global_rank() == 0:
             tokenizer = getattr(model, "tokenizer", None)
-            save_pretrained_atomic(inner.config, weights, folder, self.dtype, tokenizer=tokenizer)
+            if adapter:
+                save_adapter(inner, folder, weights, self.dtype, tokenizer=tokenizer)
+            else:
+                save_pretrained_atomic(inner.config, weights, folder, self.dtype, tokenizer=tokenizer)
         dist.barrier()
 
 

@@ -26,12 +26,23 @@ class ComposerReplitLM(HuggingFaceModel):
             eval_metrics=[LanguageCrossEntropy(), LanguagePerplexity()],
             shift_labels=True,
             allow_embedding_resizing=False,
+            should_save_peft_only=False,  # state_dict below keeps what trains, modules_to_save included
         )
         base = _replit_model(model)
         # FSDP (1 and 2) wraps each Block; activation checkpointing, when asked for, applies per Block.
         base.fsdp_wrap_fn = _is_block
         base.activation_checkpointing_fn = _is_block
         self.n_params = sum(p.numel() for p in model.parameters())  # counted once: FSDP shards them later
+
+    def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """With LoRA, only what trains (adapters, modules_to_save): checkpoints stay small, and on resume the
+        frozen base comes from model.pretrained_model_name_or_path as it did at the start."""
+        full = super().state_dict(*args, **kwargs)
+        if not self.using_peft:
+            return full
+        prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
+        trainable = {prefix + name for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in full.items() if k in trainable}
 
     def flops_per_batch(self, batch: dict[str, Tensor]) -> float:
         """Training FLOPs (forward + backward = 3x forward) of one batch, for the speed monitor's MFU.

@@ -20,6 +20,7 @@ from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from replitlm.config import MODEL_FIELDS, MODEL_SIZES, ConfigError, _closest, config_for_size
+from replitlm.lora import LORA_TARGETS
 
 
 class TrainConfigError(ValueError):
@@ -33,6 +34,9 @@ class ModelSection:
     # field written directly in the section (d_model, attn_config, ...) overrides the preset or checkpoint.
     size: str | None = None
     pretrained_model_name_or_path: str | None = None
+    # With a local pretrained_model_name_or_path: the preset to use instead while that folder does not exist
+    # (e.g. a smoke test that fine-tunes an earlier run's export when there is one, else a random tiny model).
+    fallback_size: str | None = None
     # 'meta': build without memory and initialise after FSDP shards it (needs fsdp_config); 'cpu' otherwise.
     init_device: str = "cpu"
     config_overrides: dict[str, Any] = field(default_factory=dict)
@@ -45,7 +49,9 @@ class ModelSection:
 
 @dataclass
 class TokenizerSection:
-    name: str = "replit/replit-code-v1-3b"  # a folder, a hub id, or a SentencePiece .model file
+    # A folder, a hub id, or a SentencePiece .model file. null: the pretrained model's folder when it holds a
+    # tokenizer, else replit/replit-code-v1-3b's.
+    name: str | None = None
 
 
 @dataclass
@@ -78,11 +84,22 @@ class DatasetSection:
     # Feed the shards' per-token `sequence_id` to the model (attention stops at document boundaries);
     # null = when the model's attn_config.attn_uses_sequence_id is true.
     use_sequence_id: bool | None = None
+    # -- `name: finetuning` only: prompt/response examples, loss on the response tokens ---------------------
+    # Instead of local/remote MDS (from data_prep/convert_instruct_dataset.py): a .json/.jsonl(.gz) file of
+    # Alpaca (instruction, input, output) or prompt/response records, a `datasets` folder, or a hub id.
+    path: str | None = None
+    prompt_template: str | None = None  # Alpaca records; needs {instruction} and {input}; null: Alpaca's
+    prompt_template_no_input: str | None = None  # for records without an input; needs {instruction}
+    packing: bool = False  # several examples per sequence, kept apart by sequence_id (attention and ALiBi)
+    overlong: str = "truncate"  # longer than max_seq_len: truncate (cut the response's end) | drop
+    strict: bool = False  # stop at the first bad record; by default bad records are skipped and listed
 
 
 @dataclass
 class LoaderSection:
-    name: str = "text"  # packed token shards from data_prep/convert_code_dataset.py
+    # text: packed token shards from data_prep/convert_code_dataset.py (loss on every token);
+    # finetuning: prompt/response examples (loss on the response only, EOS appended)
+    name: str = "text"
     dataset: DatasetSection = field(default_factory=DatasetSection)
     drop_last: bool = True
     num_workers: int = 0
@@ -172,6 +189,19 @@ class CallbacksSection:
 
 
 @dataclass
+class LoraSection:
+    """LoRA adapters through peft: only the adapters (and `modules_to_save`) train; the base stays frozen."""
+
+    r: int = 8  # rank of each adapter
+    alpha: float = 16  # the update is scaled by alpha / r
+    dropout: float = 0.05  # on the adapter's input
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_TARGETS))
+    modules_to_save: list[str] | None = None  # modules trained in full and saved with the adapter (e.g. wte)
+    bias: str = "none"  # none | all | lora_only: which biases train (replit has none)
+    quantize: str | None = None  # null | 4bit (QLoRA: NF4 base through bitsandbytes, CUDA only) | 8bit
+
+
+@dataclass
 class TrainConfig:
     model: ModelSection
     train_loader: LoaderSection
@@ -189,6 +219,7 @@ class TrainConfig:
     algorithms: AlgorithmsSection = field(default_factory=AlgorithmsSection)
     precision: str = "amp_bf16"  # fp32 | amp_bf16 (amp_fp16 also accepted)
     fsdp_config: dict[str, Any] | None = None
+    lora: LoraSection | None = None  # null: full fine-tuning (or pre-training); a section: LoRA through peft
     seed: int = 17
     run_name: str | None = None
     save_folder: str | None = None
@@ -226,7 +257,27 @@ def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str,
         raise TrainConfigError(f"{path}: the top level must be a mapping of keys to values")
     config = build_dataclass(TrainConfig, raw, "")
     validate(config)
+    _resolve_sources(config)
     return config
+
+
+REPLIT_TOKENIZER = "replit/replit-code-v1-3b"
+
+
+def _resolve_sources(config: TrainConfig) -> None:
+    """Apply `model.fallback_size` and the tokenizer default, so later code sees one model and one tokenizer."""
+    m = config.model
+    if m.fallback_size is not None and not Path(m.pretrained_model_name_or_path).exists():
+        print(
+            f"model: {m.pretrained_model_name_or_path} does not exist; starting from a random "
+            f"'{m.fallback_size}' model (model.fallback_size)",
+            flush=True,
+        )
+        m.size, m.pretrained_model_name_or_path = m.fallback_size, None
+    if config.tokenizer.name is None:
+        folder = m.pretrained_model_name_or_path
+        has_own = folder is not None and Path(folder, "spiece.model").is_file()
+        config.tokenizer.name = folder if has_own else REPLIT_TOKENIZER
 
 
 def build_dataclass(cls: type, raw: Any, path: str) -> Any:
@@ -359,18 +410,85 @@ def validate(config: TrainConfig) -> None:
             _validate_loader(loader, name)
     if config.fsdp_config is not None:
         _validate_fsdp(config.fsdp_config)
+    if config.lora is not None:
+        _validate_lora(config.lora, config)
+    if m.fallback_size is not None:
+        _check(m.pretrained_model_name_or_path is not None, "model.fallback_size", _FALLBACK_NEEDS_PATH)
+        _one_of(m.fallback_size, tuple(MODEL_SIZES), "model.fallback_size")
 
 
 def _validate_loader(loader: LoaderSection, path: str) -> None:
-    _one_of(loader.name, ("text",), f"{path}.name")
+    _one_of(loader.name, ("text", "finetuning"), f"{path}.name")
     _check(loader.num_workers >= 0, f"{path}.num_workers", "must be >= 0")
     ds = loader.dataset
+    if loader.name == "finetuning":
+        _validate_finetuning(ds, f"{path}.dataset")
+        return
+    defaults = DatasetSection()
+    for key in _FINETUNING_ONLY:
+        _check(
+            getattr(ds, key) == getattr(defaults, key),
+            f"{path}.dataset.{key}",
+            f"is only for prompt/response data: set {path}.name=finetuning",
+        )
     has_single = ds.local is not None or ds.remote is not None
     _check(has_single != bool(ds.streams), f"{path}.dataset", _DATASET_CHOICE)
     for name, stream in (ds.streams or {}).items():
         where = f"{path}.dataset.streams.{name}"
         _check(stream.local is not None or stream.remote is not None, where, "needs `local` and/or `remote`")
         _check(stream.proportion is None or stream.proportion >= 0, f"{where}.proportion", "must be >= 0")
+
+
+_FINETUNING_ONLY = ("path", "prompt_template", "prompt_template_no_input", "packing", "overlong", "strict")
+
+
+def _validate_finetuning(ds: DatasetSection, where: str) -> None:
+    from replitlm.data.instruct import InstructError, PromptTemplate
+
+    from_mds = ds.local is not None or ds.remote is not None
+    _check((ds.path is not None) != from_mds and not ds.streams, where, _FINETUNING_SOURCE)
+    _one_of(ds.overlong, ("truncate", "drop"), f"{where}.overlong")
+    _check(
+        not (ds.packing and ds.use_sequence_id is False),
+        f"{where}.use_sequence_id",
+        "packing needs sequence_id, or packed examples would attend to each other",
+    )
+    defaults = PromptTemplate()
+    try:
+        PromptTemplate(
+            ds.prompt_template or defaults.with_input, ds.prompt_template_no_input or defaults.no_input
+        )
+    except InstructError as exc:  # "template with_input lacks {input}"
+        key = "prompt_template" if "with_input" in str(exc) else "prompt_template_no_input"
+        raise TrainConfigError(f"{where}.{key}: {str(exc).split(' ', 2)[2]}") from exc
+
+
+def _validate_lora(lora: LoraSection, config: TrainConfig) -> None:
+    _check(lora.r > 0, "lora.r", "must be a positive integer")
+    _check(lora.alpha > 0, "lora.alpha", "must be positive")
+    _check(0 <= lora.dropout < 1, "lora.dropout", "must be in [0, 1)")
+    _check(bool(lora.target_modules), "lora.target_modules", f"name at least one of {list(LORA_TARGETS)}")
+    for i, name in enumerate(lora.target_modules):
+        _one_of(name, LORA_TARGETS, f"lora.target_modules[{i}]")
+    _one_of(lora.bias, ("none", "all", "lora_only"), "lora.bias")
+    if lora.quantize is not None:
+        _one_of(lora.quantize, ("4bit", "8bit"), "lora.quantize")
+        _check(
+            config.model.size is None, "lora.quantize", "quantizes pretrained weights: set a pretrained model"
+        )
+    _check(
+        config.model.init_device != "meta",
+        "model.init_device",
+        "LoRA adds adapters to built weights: use 'cpu'",
+    )
+    if (
+        config.fsdp_config is not None
+    ):  # FSDP1 must keep the original parameters to mix frozen and trained ones
+        _check(
+            config.fsdp_config.get("use_orig_params", True) is not False,
+            "fsdp_config.use_orig_params",
+            "LoRA mixes frozen and trained parameters: FSDP needs use_orig_params true",
+        )
 
 
 def _validate_fsdp(fsdp: dict[str, Any]) -> None:
@@ -400,6 +518,11 @@ _MODEL_CHOICE = (
     "set exactly one of `size` (a preset: tiny, 125m, 350m, 1b, 3b) or `pretrained_model_name_or_path`"
 )
 _META_NEEDS_FSDP = "'meta' builds the model without memory and needs fsdp_config to initialise it; use 'cpu'"
+_FALLBACK_NEEDS_PATH = "is the preset used when pretrained_model_name_or_path is missing: set that too"
+_FINETUNING_SOURCE = (
+    "set either `path` (a .json/.jsonl file, a datasets folder or a hub id) or `local`/`remote` (MDS from "
+    "data_prep/convert_instruct_dataset.py), not both; `streams` is for text loaders"
+)
 _DATASET_CHOICE = (
     "set either `local`/`remote` (one dataset) or `streams` (a mixture), not both and not neither"
 )

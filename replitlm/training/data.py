@@ -74,10 +74,11 @@ def build_dataset(
 
 
 class TokenCollator:
-    """Samples → a batch: `input_ids`, `labels` (= input_ids; the model shifts), and when asked `sequence_id`.
+    """Samples → a batch: `input_ids`, `labels` (the model shifts them), and when asked `sequence_id`.
 
-    Samples longer than `max_seq_len` are cut; shorter ones (a last partial sample) are right-padded with
-    `pad_id`, masked in `attention_mask` and ignored in `labels`.
+    Labels are the sample's `labels` when it has them (finetuning: -100 over the prompt), else its tokens.
+    Samples longer than `max_seq_len` are cut; shorter ones (a last partial sample, an instruct example) are
+    right-padded with `pad_id`, masked in `attention_mask` and ignored in `labels`.
     """
 
     def __init__(self, max_seq_len: int, vocab_size: int, pad_id: int, use_sequence_id: bool) -> None:
@@ -90,8 +91,12 @@ class TokenCollator:
         input_ids = torch.full((len(samples), length), self.pad_id, dtype=torch.long)
         labels = torch.full((len(samples), length), -100, dtype=torch.long)
         mask = torch.zeros((len(samples), length), dtype=torch.long)
-        for row, ids in enumerate(tokens):
-            input_ids[row, : len(ids)] = labels[row, : len(ids)] = torch.from_numpy(ids)
+        for row, (sample, ids) in enumerate(zip(samples, tokens, strict=True)):
+            input_ids[row, : len(ids)] = torch.from_numpy(ids)
+            own = sample.get("labels")
+            labels[row, : len(ids)] = torch.from_numpy(
+                ids if own is None else np.asarray(own[: self.max_seq_len], dtype=np.int64)
+            )
             mask[row, : len(ids)] = 1
         top = int(input_ids.max())
         if top >= self.vocab_size:

@@ -32,6 +32,8 @@ def test_shipped_yamls_cover_the_documented_recipes() -> None:
         "pretrain/replit-3b.yaml",
         "pretrain/replit-125m.yaml",
         "finetune/replit-3b.yaml",
+        "finetune/lora-instruct.yaml",
+        "quickstart/lora-tiny-cpu.yaml",
     } <= names
 
 
