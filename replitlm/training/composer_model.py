@@ -13,6 +13,7 @@ from composer.metrics.nlp import LanguageCrossEntropy, LanguagePerplexity
 from composer.models import HuggingFaceModel
 from torch import Tensor, nn
 
+from replitlm.checkpoint import CheckpointError
 from replitlm.model import Block, ReplitLMForCausalLM
 
 
@@ -44,6 +45,20 @@ class ComposerReplitLM(HuggingFaceModel):
         trainable = {prefix + name for name, p in self.named_parameters() if p.requires_grad}
         return {k: v for k, v in full.items() if k in trainable}
 
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """With LoRA, the checkpoint must hold every trained tensor; the frozen base is not in it (see above)."""
+        if not self.using_peft:
+            return super().load_state_dict(state_dict, strict=strict, assign=assign)
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        trainable = {_plain(n) for n, p in self.named_parameters() if p.requires_grad}
+        missing = [k for k in result.missing_keys if _plain(k) in trainable]
+        if strict and (missing or result.unexpected_keys):
+            raise CheckpointError(
+                "the checkpoint does not fit this LoRA model (another lora config?): missing "
+                f"{missing[:4]}, unexpected {result.unexpected_keys[:4]}"
+            )
+        return result
+
     def flops_per_batch(self, batch: dict[str, Tensor]) -> float:
         """Training FLOPs (forward + backward = 3x forward) of one batch, for the speed monitor's MFU.
 
@@ -55,6 +70,11 @@ class ComposerReplitLM(HuggingFaceModel):
         matmul = 2 * self.n_params * seq_len
         attention = config.n_layers * 2 * 2 * config.d_model * seq_len * seq_len / 2
         return 3 * (matmul + attention) * batch_size
+
+
+def _plain(name: str) -> str:
+    """A parameter name without the wrappers FSDP1 and activation checkpointing insert."""
+    return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
 
 
 def _is_block(module: nn.Module) -> bool:

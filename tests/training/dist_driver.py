@@ -1,6 +1,6 @@
 """Run by tests under `composer -n N`: train with the test config and record what each step saw.
 
-    composer -n 2 tests/training/dist_driver.py OUT.json key=value ...
+    composer -n 2 tests/training/dist_driver.py OUT.json [CONFIG.yaml] key=value ...
 
 Writes OUT.json (rank 0): the full gradient norm of every step (after any gradient fix-up, before clipping
 and the optimizer), whether this process group's AVG reduce-scatter sums (the gloo FSDP2 bug), and how
@@ -42,8 +42,11 @@ class GradNorms(Callback):
 
 def main() -> None:
     out, overrides = sys.argv[1], sys.argv[2:]
+    config = TINY
+    if overrides and overrides[0].endswith(".yaml"):
+        config, overrides = overrides[0], overrides[1:]
     probe = GradNorms()
-    train(load_train_config(TINY, overrides), [probe])
+    train(load_train_config(config, overrides), [probe])
     avg_sums = gloo_avg_sums()
     if dist.get_global_rank() == 0:
         with open(out, "w") as f:

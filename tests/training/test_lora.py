@@ -165,6 +165,48 @@ def test_strict_bad_records_stop_the_run_naming_the_line(
     assert err == f"error: {data}:2: missing field 'response' (train_loader.dataset.strict is true)"
 
 
+def test_lora_under_fsdp2_on_two_processes_saves_and_resumes(base: Path, tmp_path: Path) -> None:
+    """Sharded checkpoints of a LoRA run hold the adapters only, and a relaunch resumes from them."""
+    import json
+    import os
+    import subprocess
+
+    from tests.conftest import REPO
+    from tests.training.test_distributed import COMPOSER, free_port
+
+    def launch(batches: int) -> dict:
+        out = tmp_path / f"driver-{batches}.json"
+        overrides = lora_overrides(
+            base,
+            tmp_path,
+            max_seq_len=64,
+            max_duration=f"{batches}ba",
+            save_interval="2ba",
+            fsdp_config="{sharding_strategy: FULL_SHARD}",
+        )
+        cmd = [str(COMPOSER), "-n", "2", "--master_port", str(free_port()), "tests/training/dist_driver.py"]
+        proc = subprocess.run(
+            [*cmd, str(out), str(LORA_TINY), *overrides],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO), "FSDP_VERSION": "2"},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+        return json.loads(out.read_text())
+
+    assert len(launch(2)["grad_norms"]) == 2
+    (sharded,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir() and not p.is_symlink()]
+    assert len(list(sharded.glob("*.distcp"))) == 2
+    resumed = launch(4)
+    assert len(resumed["grad_norms"]) == 2, "the relaunch trains batches 3 and 4 only"
+    adapted = PeftModel.from_pretrained(
+        ReplitLMForCausalLM.from_pretrained(base), tmp_path / "adapter"
+    ).eval()
+    assert any("lora_B" in n and p.abs().sum() > 0 for n, p in adapted.named_parameters())
+
+
 @pytest.mark.gpu
 def test_qlora_trains_a_4bit_base_on_cuda(base: Path, tmp_path: Path) -> None:
     pytest.importorskip("bitsandbytes")
