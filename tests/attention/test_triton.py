@@ -8,13 +8,16 @@ On CUDA the same checks run compiled, in bf16, against an fp64 reference.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 
 from replitlm.attention import AttentionMask, alibi_slopes, get_backend
 from tests.attention.test_backends import masks, qkv, real_rows, reference
-from tests.conftest import tiny_model
+from tests.conftest import REPO, tiny_model
 
 # Triton 3.3's interpreter turns loop bounds into ints through a numpy conversion numpy deprecates.
 pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
@@ -181,3 +184,13 @@ def test_triton_cuda_backward_is_deterministic() -> None:
     first, second = (torch.autograd.grad(fn(q, k, v, 0.0), (q, k, v), grad_out) for _ in range(2))
     for a, b_ in zip(first, second, strict=True):
         assert torch.equal(a, b_)
+
+
+def test_attention_bench_without_gpu_says_so_and_exits_0() -> None:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}  # the no-GPU path even on a GPU machine
+    script = Path(REPO, "scripts", "bench", "attention.py")
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA device" in result.stdout
