@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 import torch
+
+# Without a GPU the `triton` attention kernel runs in Triton's CPU interpreter. triton.jit reads the variable
+# when a kernel is defined and transformers imports triton, so it is set before the imports below.
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
 from transformers import MptConfig, MptForCausalLM
 
 from replitlm import ReplitLMConfig, ReplitLMForCausalLM, ReplitLMTokenizer, config_for_size

@@ -2,9 +2,10 @@
 """GPU checks of the model's CUDA paths, printed as Markdown tables (kept in docs/gpu-results.md).
 
 1. attention backends vs an fp64 reference (bf16 inputs, head dim 80, 32 heads): causal ALiBi,
-   left padding, packed documents; forward and input-gradient errors;
+   left padding, packed documents; forward and input-gradient errors (`triton` on CUDA only);
 2. attention speed at batch*seq = 16k tokens, seq 2048, 32 heads x 80, bf16, causal ALiBi: the `torch`
-   backend (fp32 compute), plain bf16 SDPA with a bf16 bias (what replit's own code effectively does), `flex`;
+   backend (fp32 compute), plain bf16 SDPA with a bf16 bias (what replit's own code effectively does), `flex`,
+   `triton` (scripts/bench/attention.py compares the fast backends over more shapes);
 3. bf16 autocast training steps of a 350m-shape model with `torch` and `flex` attention: first loss,
    loss after N steps on one batch, tokens/s, peak memory;
 4. greedy generation in bf16 with the KV cache: `flex` (prefill) vs `torch`, token agreement.
@@ -62,7 +63,7 @@ def attention_accuracy(device: str, quick: bool) -> str:
         ref = torch.softmax(q64 @ k64.transpose(-1, -2) * scale + mask.dense_bias().double(), -1) @ v64
         grad_out = torch.randn(ref.shape, generator=g, device=device, dtype=torch.float64) * visible
         ref_grads = torch.autograd.grad(ref, (q64, k64, v64), grad_out)
-        for impl in ("torch", "flex", "flash"):
+        for impl in ("torch", "flex", "flash", *(["triton"] if device == "cuda" else [])):
             try:
                 attend = get_backend(impl).build(mask, scale)
             except ImportError as e:
@@ -111,6 +112,7 @@ def attention_speed(quick: bool) -> str:
             torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=dense, scale=scale)
         ),
         "flex (compiled)": get_backend("flex").build(mask, scale),
+        "triton (ours)": get_backend("triton").build(mask, scale),
     }
     causal_flops = 4 * b * h * s * s * d / 2  # two matmuls, half the square is masked
     rows = []

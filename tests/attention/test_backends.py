@@ -96,9 +96,12 @@ def test_flash_segments_cover_rows_and_documents() -> None:
     assert max_len == 2
 
 
-def test_unavailable_backends_say_what_to_do() -> None:
-    with pytest.raises(NotImplementedError, match="use attn_impl 'torch'"):
-        get_backend("triton")
+def test_unavailable_backends_say_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as m:  # a machine without a GPU or Triton's interpreter
+        m.delenv("TRITON_INTERPRET", raising=False)
+        m.setattr(torch.cuda, "is_available", lambda: False)
+        with pytest.raises(RuntimeError, match=r"attn_impl 'triton' needs a CUDA GPU.*use attn_impl 'torch'"):
+            get_backend("triton")
     if not HAS_FLASH:
         with pytest.raises(ImportError, match=r"flash-attn >= 2\.4"):
             get_backend("flash")

@@ -1,0 +1,1 @@
+"""Hand-written GPU kernels (Triton). Imported lazily: `import replitlm` never imports triton."""
