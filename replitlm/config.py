@@ -271,11 +271,6 @@ class ReplitLMConfig(PretrainedConfig):
             "attn_config.alibi",
             "with alibi false the model needs learned_pos_emb true (it would have no positions)",
         )
-        _check(
-            a["alibi"] or impl != "triton",
-            "attn_config.attn_impl",
-            "'triton' computes ALiBi inside the kernel and needs attn_config.alibi true",
-        )
         _check(a["clip_qkv"] is None or a["clip_qkv"] > 0, "attn_config.clip_qkv", "must be null or positive")
         _check(
             a["softmax_scale"] is None or a["softmax_scale"] > 0,

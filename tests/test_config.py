@@ -143,7 +143,6 @@ def test_saved_config_loads_into_builtin_mpt(tmp_path) -> None:
         ({"d_model": 100, "n_heads": 3}, "n_heads"),
         ({"attn_config": {"attn_impl": "xformers"}}, "attn_config.attn_impl"),
         ({"attn_config": {"alibi": False}, "learned_pos_emb": False}, "attn_config.alibi"),
-        ({"attn_config": {"alibi": False, "attn_impl": "triton"}}, "attn_config.attn_impl"),
         ({"attn_config": {"attn_pdrop": 0.1, "attn_impl": "flex"}}, "attn_config.attn_pdrop"),
         ({"attn_config": {"attn_type": "multiquery_attention"}}, "attn_config.attn_type"),
         ({"attn_config": {"prefix_lm": True}}, "attn_config.prefix_lm"),
