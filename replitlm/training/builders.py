@@ -36,6 +36,7 @@ from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigErro
 from replitlm.training.data import TokenCollator, build_dataloader
 from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
+from replitlm.training.resume import repair_latest
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -244,6 +245,17 @@ def build_callbacks(cfg: TrainConfig) -> list[Callback]:
     return callbacks
 
 
+def prepare_autoresume(cfg: TrainConfig) -> None:
+    """Rank 0 makes `latest` point at the newest complete checkpoint (see replitlm/training/resume.py)."""
+    if not cfg.autoresume or cfg.save_folder is None or "://" in cfg.save_folder:
+        return
+    if dist.get_global_rank() == 0:
+        note = repair_latest(cfg.save_folder.replace("{run_name}", cfg.run_name or ""))
+        if note:
+            print(f"autoresume: {note}", flush=True)
+    dist.barrier()
+
+
 # -- the trainer ---------------------------------------------------------------------------------------------
 def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Callback, ...] = ()) -> Trainer:
     """Everything the config describes, assembled into a Composer Trainer (distributed if launched so)."""
@@ -263,10 +275,14 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
     clean_stale_streaming_memory()
+    prepare_autoresume(cfg)
     reproducibility.seed_all(cfg.seed)
     per_device = device_batch_size(cfg)
     config = build_model_config(cfg)
-    tokenizer = load_tokenizer(cfg.tokenizer.name)
+    try:
+        tokenizer = load_tokenizer(cfg.tokenizer.name)
+    except (OSError, ValueError) as exc:  # a missing folder, a file that is not a SentencePiece model
+        raise TrainConfigError(f"tokenizer.name: {exc}") from exc
     model = ComposerReplitLM(build_model(cfg, config), tokenizer)
     train_loader = build_loader(cfg, cfg.train_loader, config, tokenizer, per_device, train=True)
     evaluators = []

@@ -32,6 +32,31 @@ def check_local_dataset(local: str | None, remote: str | None, split: str | None
             f"{where}: {index} not found. Make shards with `python data_prep/convert_code_dataset.py --out "
             f"{local}` (it writes train/ and val/), or set `remote` to fetch them."
         )
+    check_shards(index, where)
+
+
+def check_shards(index: Path, where: str) -> None:
+    """Every shard the index lists is on disk with the size the index records (a cheap check that catches
+    missing, truncated and replaced shards before training starts, instead of a crash hours in)."""
+    import json
+
+    try:
+        shards = json.loads(index.read_text())["shards"]
+        forms = [[f for f in (s["raw_data"], s["zip_data"]) if f] for s in shards]  # either one will do
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{where}: {index} is not a readable MDS index ({exc}); re-run data_prep") from exc
+    for files in forms:
+        present = [(index.parent / f["basename"], f["bytes"]) for f in files]
+        present = [(path, size) for path, size in present if path.is_file()]
+        if not present:
+            shard = index.parent / files[-1]["basename"]
+            raise DataError(f"{where}: {shard} is listed in {index.name} but missing; re-run data_prep")
+        if not any(path.stat().st_size == size for path, size in present):
+            path, size = present[0]
+            raise DataError(
+                f"{where}: {path} has {path.stat().st_size} bytes, the index says {size}: truncated or "
+                "replaced; re-run data_prep"
+            )
 
 
 def build_dataset(
