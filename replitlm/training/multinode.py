@@ -1,4 +1,4 @@
-"""Multi-node fixes: per-node signal files on a shared save_folder."""
+"""Multi-node fixes: per-node signal files on a shared save_folder, and a clear error when a peer is lost."""
 
 from __future__ import annotations
 
@@ -27,3 +27,51 @@ def per_node_signal_files() -> None:
     get_node_signal_file_name.per_node = True  # type: ignore[attr-defined]
     dist.get_node_signal_file_name = get_node_signal_file_name
 
+
+# What gloo and NCCL say when a peer process is gone: killed (the kernel closes its sockets), unreachable
+# (a collective waits dist_timeout), or the communicator aborted. Gloo raises plain RuntimeErrors.
+_LOST_PEER = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "pair closure",
+    "Timed out waiting",
+    "gloo/transport",
+    "NCCL communicator was aborted",
+    "Watchdog caught collective operation timeout",
+)
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """Whether `exc` (or an exception it was raised from) says that another process of the run is gone."""
+    import torch.distributed as torch_dist
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, torch_dist.DistError):
+            return True
+        if isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _LOST_PEER):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def lost_peer_message(exc: BaseException, save_folder: str | None, autoresume: bool) -> str:
+    """One paragraph for the log: which process stopped, why, and how to restart."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = f"rank {dist.get_global_rank()} of {dist.get_world_size()} (node {dist.get_node_rank()})"
+    if autoresume and save_folder:
+        restart = (
+            "Restart the run on every node with the same command: autoresume continues from the last "
+            f"checkpoint in {save_folder}."
+        )
+    else:
+        restart = (
+            "Restart the run on every node; to continue from the last checkpoint set autoresume=true with a "
+            "fixed run_name and save_folder (or load_path=... to a checkpoint)."
+        )
+    return (
+        f"error: lost contact with another process of the distributed run ({first}). Another node or process "
+        f"died (or never started), or the network between nodes failed; {where} stops here instead of waiting. {restart}"
+    )
