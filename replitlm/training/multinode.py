@@ -53,7 +53,7 @@ def lost_peer(exc: BaseException) -> bool:
             return True
         if isinstance(exc, RuntimeError) and any(marker in str(exc) for marker in _LOST_PEER):
             return True
-        exc = exc.__cause__ or exc.__context__
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)  # as tracebacks show
     return False
 
 
