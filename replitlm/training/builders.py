@@ -36,6 +36,7 @@ from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigErro
 from replitlm.training.data import TokenCollator, build_dataloader
 from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
+from replitlm.training.multinode import per_node_signal_files
 from replitlm.training.resume import repair_latest
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -293,6 +294,7 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
             Evaluator(label="eval", dataloader=eval_loader, metric_names=list(model.val_metrics))
         )
     parallelism = {"fsdp": dict(cfg.fsdp_config)} if cfg.fsdp_config is not None else None
+    per_node_signal_files()  # before autoresume: nodes sharing save_folder must not delete each other's file
     return Trainer(
         model=model,
         train_dataloader=train_loader,

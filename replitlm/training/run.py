@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import traceback
 from typing import Any
 
 from replitlm.training.config import TrainConfig, TrainConfigError, load_train_config
@@ -13,6 +14,9 @@ USAGE = """composer train/train.py CONFIG.yaml [key=value ...]   (or: python tra
 
 Overrides use omegaconf's dotted syntax, e.g. optimizer.lr=1e-4 train_loader.dataset.local=/data/mds
 max_duration=100ba. Every key is checked before anything is built; see yamls/ for commented examples."""
+
+# The exit status of a process that stopped because another process of the run is gone (see multinode.py).
+LOST_PEER_EXIT = 3
 
 
 def parse_args(argv: list[str]) -> tuple[str, list[str]]:
@@ -33,7 +37,7 @@ def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, flo
 
     history = LossHistory()
     trainer = build_trainer(cfg, [history, *extra_callbacks])
-    start = time.perf_counter()
+    start, first_batch = time.perf_counter(), int(trainer.state.timestamp.batch)  # > 0 when resumed
     try:
         if _finished(trainer):
             print(
@@ -42,14 +46,18 @@ def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, flo
             )
         else:
             trainer.fit()
-    finally:
-        trainer.close()
+    except BaseException:
+        # Not Trainer.close(): it ends with a barrier, which would wait dist_timeout again for a lost peer
+        # (or pair with an unrelated collective of a rank still training) and hide this exception.
+        trainer.engine.close()
+        raise
+    trainer.close()
     metrics = {
         f"{label}/{name}": float(metric.compute())
         for label, group in trainer.state.eval_metrics.items()
         for name, metric in group.items()
     }
-    _summary(trainer, history.losses, metrics, time.perf_counter() - start)
+    _summary(trainer, history.losses, metrics, time.perf_counter() - start, first_batch)
     return metrics
 
 
@@ -58,14 +66,17 @@ def _finished(trainer: Any) -> bool:
     return limit is not None and trainer.state.timestamp.get(limit.unit) >= limit
 
 
-def _summary(trainer: Any, losses: list[float], metrics: dict[str, float], seconds: float) -> None:
+def _summary(
+    trainer: Any, losses: list[float], metrics: dict[str, float], seconds: float, first_batch: int = 0
+) -> None:
     from composer.utils import dist
 
     if dist.get_global_rank() != 0:
         return
     stamp = trainer.state.timestamp
+    resumed = f"resumed at batch {first_batch}, " if first_batch else ""
     print(
-        f"\nat batch {int(stamp.batch)} ({int(stamp.token)} tokens); this session: {seconds:.0f} s",
+        f"\nat batch {int(stamp.batch)} ({int(stamp.token)} tokens); this session: {resumed}{seconds:.0f} s",
         flush=True,
     )
     if losses:
@@ -82,10 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     from replitlm.training.data import DataError
 
     path, overrides = parse_args(sys.argv[1:] if argv is None else argv)
+    cfg = None
     try:
         cfg = load_train_config(path, overrides)
         train(cfg)
     except (TrainConfigError, ConfigError, CheckpointError, DataError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        from replitlm.training.multinode import lost_peer, lost_peer_message
+
+        if cfg is None or not lost_peer(exc):
+            raise
+        traceback.print_exc()  # where it happened, for the record; the summary line comes last
+        print(lost_peer_message(exc, cfg.save_folder, cfg.autoresume), file=sys.stderr, flush=True)
+        return LOST_PEER_EXIT
     return 0

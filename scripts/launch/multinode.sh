@@ -9,6 +9,8 @@
 # Any further arguments are key=value overrides for the YAML. Every node needs the same code, environment
 # and config, and the data either on shared storage or behind the same `remote` (streaming caches it
 # locally per node). Checkpoints should go to shared storage or an object store (save_folder=s3://...).
+# If a node is lost, the others exit with status 3 ("lost contact with another process") within seconds, or
+# after dist_timeout=SECONDS (default 600) if it is unreachable; rerun this command on every node to resume.
 #
 #   NNODES        number of nodes (default 1)
 #   NODE_RANK     this node's index, 0..NNODES-1 (default 0)
