@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -19,7 +22,7 @@ from composer.optim import (
 )
 from composer.utils import dist
 
-from replitlm.checkpoint import load_config
+from replitlm.checkpoint import CheckpointError, load_config
 from replitlm.config import ReplitLMConfig, config_for_size
 from replitlm.lora import add_lora, lora_config, quantization_config
 from replitlm.model import ReplitLMForCausalLM, init_weights_
@@ -37,7 +40,7 @@ from replitlm.training.data import TokenCollator, build_dataloader
 from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
 from replitlm.training.multinode import per_node_signal_files
-from replitlm.training.resume import repair_latest
+from replitlm.training.resume import LATEST, is_complete, repair_latest
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -257,6 +260,32 @@ def prepare_autoresume(cfg: TrainConfig) -> None:
     dist.barrier()
 
 
+_LOAD_ERRORS = (RuntimeError, pickle.UnpicklingError, EOFError, zipfile.BadZipFile, ValueError)
+_LOAD_MESSAGES = ("size mismatch", "Missing key", "Unexpected key", "PytorchStreamReader", "state_dict")
+
+
+def checkpoint_to_load(cfg: TrainConfig) -> str | None:
+    """The checkpoint the trainer will load (load_path, or autoresume's latest), checked if it is local."""
+    path = cfg.load_path
+    if path is None and cfg.autoresume and cfg.save_folder and "://" not in cfg.save_folder:
+        latest = Path(cfg.save_folder.replace("{run_name}", cfg.run_name or "")) / LATEST
+        return str(latest) if latest.exists() else None
+    if path is None or "://" in path:
+        return path
+    if not Path(path).exists():
+        raise CheckpointError(f"load_path: {path} does not exist")
+    if not is_complete(Path(path)):
+        raise CheckpointError(
+            f"load_path: {path} is truncated or not a Composer checkpoint (a torch.save file, or a sharded "
+            "folder with its .metadata); Composer checkpoints are pickles: load only ones you trust"
+        )
+    return path
+
+
+def _is_load_error(exc: BaseException) -> bool:
+    return not isinstance(exc, RuntimeError) or any(m in str(exc) for m in _LOAD_MESSAGES)
+
+
 # -- the trainer ---------------------------------------------------------------------------------------------
 def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Callback, ...] = ()) -> Trainer:
     """Everything the config describes, assembled into a Composer Trainer (distributed if launched so)."""
@@ -295,35 +324,42 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
         )
     parallelism = {"fsdp": dict(cfg.fsdp_config)} if cfg.fsdp_config is not None else None
     per_node_signal_files()  # before autoresume: nodes sharing save_folder must not delete each other's file
-    return Trainer(
-        model=model,
-        train_dataloader=train_loader,
-        eval_dataloader=evaluators or None,
-        eval_interval=cfg.eval_interval if evaluators else 1,  # Composer warns about an unused interval
-        eval_subset_num_batches=cfg.eval_subset_num_batches,
-        max_duration=cfg.max_duration,
-        optimizers=build_optimizer(cfg, model),
-        schedulers=build_scheduler(cfg),
-        algorithms=build_algorithms(cfg),
-        precision=cfg.precision,
-        device_train_microbatch_size=cfg.device_train_microbatch_size,
-        parallelism_config=parallelism,
-        loggers=build_loggers(cfg),
-        callbacks=build_callbacks(cfg) + list(extra_callbacks),
-        run_name=cfg.run_name,
-        save_folder=cfg.save_folder,
-        save_interval=cfg.save_interval,
-        save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
-        save_overwrite=cfg.save_overwrite,
-        save_weights_only=cfg.save_weights_only,
-        autoresume=cfg.autoresume,
-        load_path=cfg.load_path,
-        load_weights_only=cfg.load_weights_only,
-        progress_bar=cfg.progress_bar,
-        log_to_console=cfg.log_to_console,
-        console_log_interval=cfg.console_log_interval,
-        python_log_level=cfg.python_log_level,
-        dist_timeout=cfg.dist_timeout,
-        device=cfg.device,
-        seed=cfg.seed,
-    )
+    checkpoint = checkpoint_to_load(cfg)
+    try:
+        return Trainer(
+            model=model,
+            train_dataloader=train_loader,
+            eval_dataloader=evaluators or None,
+            eval_interval=cfg.eval_interval if evaluators else 1,  # Composer warns about an unused interval
+            eval_subset_num_batches=cfg.eval_subset_num_batches,
+            max_duration=cfg.max_duration,
+            optimizers=build_optimizer(cfg, model),
+            schedulers=build_scheduler(cfg),
+            algorithms=build_algorithms(cfg),
+            precision=cfg.precision,
+            device_train_microbatch_size=cfg.device_train_microbatch_size,
+            parallelism_config=parallelism,
+            loggers=build_loggers(cfg),
+            callbacks=build_callbacks(cfg) + list(extra_callbacks),
+            run_name=cfg.run_name,
+            save_folder=cfg.save_folder,
+            save_interval=cfg.save_interval,
+            save_num_checkpoints_to_keep=cfg.save_num_checkpoints_to_keep,
+            save_overwrite=cfg.save_overwrite,
+            save_weights_only=cfg.save_weights_only,
+            autoresume=cfg.autoresume,
+            load_path=cfg.load_path,
+            load_weights_only=cfg.load_weights_only,
+            progress_bar=cfg.progress_bar,
+            log_to_console=cfg.log_to_console,
+            console_log_interval=cfg.console_log_interval,
+            python_log_level=cfg.python_log_level,
+            dist_timeout=cfg.dist_timeout,
+            device=cfg.device,
+            seed=cfg.seed,
+        )
+    except _LOAD_ERRORS as exc:  # Composer's own messages name neither the file nor the fix
+        if checkpoint is None or not _is_load_error(exc):
+            raise
+        detail = " ".join(str(exc).split("\n")[:2]).strip()[:400]
+        raise CheckpointError(f"{checkpoint}: cannot be loaded into this run ({detail})") from exc
