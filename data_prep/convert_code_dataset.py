@@ -187,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     except (InputError, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # a full disk, a read-only folder: nothing is published, a rerun continues
+        print(
+            f"error: writing {args.out}: {e.strerror or e}; nothing was published there and the partial "
+            "output was removed: fix this and rerun the same command",
+            file=sys.stderr,
+        )
+        return 2
     print(format_report(report))
     return 0
 

@@ -313,13 +313,11 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     packers = {split: _packer(staging / split, config, encoder.eos_id) for split in ("train", "val")}
     dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
     docs = iter_inputs(config.inputs, config.data_dir, config.split)
-    bar = tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0)
-    results = _ordered_map(process_batch, _batches(docs), config.workers, (config, encoder, benchmark))
-    for batch in results:
-        for item in batch:
-            _consume(item, config, stats, dedup, packers)
-        bar.update(len(batch))
-    bar.close()
+    try:
+        _write_shards(config, docs, encoder, benchmark, stats, dedup, packers)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)  # a rerun starts over anyway; free the disk now
+        raise
     for split, packer in packers.items():
         remainder = packer.finish()
         stats.splits[split] = {
@@ -365,6 +363,24 @@ def _consume(
     packer = packers[_split_of(item.digest, config.val_fraction)]
     for _ in range(copies):
         packer.add(item.tokens, item.lang)
+
+
+def _write_shards(
+    config: PipelineConfig,
+    docs: Iterator[RawDoc],
+    encoder: TokenEncoder,
+    benchmark: BenchmarkIndex | None,
+    stats: Stats,
+    dedup: Deduplicator,
+    packers: dict[str, Packer],
+) -> None:
+    """Filter, tokenize and pack every input document into the staging shards, with a progress bar."""
+    with tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0) as bar:
+        results = _ordered_map(process_batch, _batches(docs), config.workers, (config, encoder, benchmark))
+        for batch in results:
+            for item in batch:
+                _consume(item, config, stats, dedup, packers)
+            bar.update(len(batch))
 
 
 def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
