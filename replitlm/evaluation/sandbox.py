@@ -2,17 +2,21 @@
 
 The reference harnesses say plainly that they are not sandboxes. Here every program runs
   * in a fresh temporary directory that is deleted afterwards, with stdin closed and a minimal environment;
-  * under `prlimit` limits: CPU seconds, address space, file size, open files and processes;
+  * under resource limits (`prlimit`, or setrlimit in the root fork server): CPU seconds, address space,
+    file size, open files and processes;
   * in its own session / process group, which is killed whole (SIGKILL) on timeout and after it exits, so
     leftover children die too;
   * without network where the OS permits a network namespace (`unshare --net`, as root or with user
     namespaces); `network_isolation()` says which, and the harness prints it.
 When the harness runs as root (which is exempt from the process limit and may write anywhere) and the
-kernel allows namespaces, each program also runs as an unprivileged uid of its own worker slot (60000 +
-slot), in its own pid, IPC, network and mount namespaces, on a read-only view of the filesystem whose only
-writable places are private tmpfs mounts on /tmp (its folder: /tmp/sample), /var/tmp and /dev/shm, emptied
-after every sample; root's home and the harness's checkout and virtualenv are hidden, the toolchains that
-live under root's home are bind-mounted read-only at their own paths. See `containment()`.
+kernel allows namespaces, `containment()` is "root": each worker slot prepares once a mount namespace in
+which the whole filesystem is read-only but for private tmpfs mounts on /tmp (the sample's folder is
+/tmp/sample), /var/tmp and /dev/shm, emptied after every sample, root's home and the harness's checkout and
+virtualenv are hidden, and the toolchains that live under root's home are bind-mounted read-only at their
+own paths; and a network namespace without interfaces. A fork server (`_zygote.py`) held in them starts
+each sample in its own pid, IPC and mount namespaces (killed whole with its pid 1) as the slot's
+unprivileged uid (60000 + slot, so one sample's process limit counts only its own processes), without
+capabilities or new privileges. Python programs run in that fresh fork instead of a new interpreter.
 The harness itself only reads the program's exit status and the tail of its output, so nothing a sample
 does to its own process can take the harness down.
 """
@@ -23,10 +27,13 @@ import atexit
 import contextlib
 import fcntl
 import functools
+import json
 import os
+import selectors
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -37,6 +44,7 @@ from pathlib import Path
 
 UID_BASE = 60000  # worker slot n runs its samples as uid/gid UID_BASE + n (root containment)
 SAMPLE_DIR = "/tmp/sample"  # the sample's folder inside the root containment
+_PYTHON_FLAGS = ["-I", "-S", "-B"]  # isolated, no site (standard library only), no .pyc writing
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,9 @@ def containment() -> Containment:
             _Slots.release(_Slots.acquire())
             return Containment(
                 "root",
-                f"samples run as unprivileged uids {UID_BASE}+slot in private pid/ipc/network/mount "
-                "namespaces on a read-only filesystem (writable: private tmpfs /tmp, /var/tmp, /dev/shm)",
+                f"samples run as unprivileged uids {UID_BASE}+slot in private pid/ipc/mount namespaces, "
+                "a network namespace without interfaces, on a read-only filesystem "
+                "(writable: private tmpfs /tmp, /var/tmp, /dev/shm)",
             )
         except OSError as exc:
             reason = str(exc).strip().splitlines()[-1:] or ["?"]
@@ -155,6 +164,7 @@ def _run_contained(argv: list[str], files: dict[str, str], limits: Limits, expec
         slot = _Slots.acquire()
     except OSError as exc:
         return Outcome("error", f"cannot start a sandbox slot: {exc}", 0.0)
+    healthy = False  # until the exchange with the slot's server completed (an exception leaves it unknown)
     try:
         workdir = slot.root / SAMPLE_DIR.lstrip("/")  # the slot's /tmp/sample, seen from here
         workdir.mkdir()
@@ -163,13 +173,14 @@ def _run_contained(argv: list[str], files: dict[str, str], limits: Limits, expec
             (workdir / name).write_text(text)
             os.chown(workdir / name, slot.uid, slot.uid)
         env = {"HOME": SAMPLE_DIR, "TMPDIR": "/tmp", **_environment()}
-        outcome = _execute(slot.command(argv, limits), "/", env, limits, expect, start)
-        if outcome.status == "timeout":
-            slot.kill_all()
+        outcome = slot.execute(argv, env, limits, expect, start)
+        healthy = True
         return outcome
+    except OSError as exc:
+        return Outcome("error", f"sandbox slot {slot.number}: {exc}", time.perf_counter() - start)
     finally:
         slot.reset()
-        _Slots.release(slot)
+        _Slots.release(slot, healthy)
 
 
 def _execute(
@@ -194,14 +205,19 @@ def _execute(
         proc.communicate()
         return Outcome("timeout", f"timed out after {limits.wall_s:g} s", time.perf_counter() - start)
     _kill_group(proc.pid)  # children it left behind
-    seconds = time.perf_counter() - start
-    if proc.returncode == 0 and (expect is None or expect.encode() in out):
+    return _outcome(proc.returncode, out, err, limits, expect, time.perf_counter() - start)
+
+
+def _outcome(
+    code: int, out: bytes, err: bytes, limits: Limits, expect: str | None, seconds: float
+) -> Outcome:
+    if code == 0 and (expect is None or expect.encode() in out):
         return Outcome("passed", "passed", seconds)
-    if proc.returncode == 0:
+    if code == 0:
         return Outcome("failed", "exited before the tests finished", seconds)
-    if proc.returncode in _CPU_LIMIT_CODES and seconds >= limits.cpu_s:
+    if code in _CPU_LIMIT_CODES and seconds >= limits.cpu_s:
         return Outcome("timeout", f"CPU limit of {limits.cpu_s} s", seconds)
-    return Outcome("failed", _last_line(err or out) or f"exit code {proc.returncode}", seconds)
+    return Outcome("failed", _last_line(err or out) or f"exit code {code}", seconds)
 
 
 def _environment() -> dict[str, str]:
@@ -226,40 +242,99 @@ def _toolchains() -> dict[str, str]:
 
 # -- root containment: one worker slot per concurrently running sample ---------------------------------------
 class _Slot:
-    """A mount namespace prepared once (held by a waiting shell) that each sample of this slot starts from.
-
-    Preparing it costs a dozen `mount` calls; a sample then only pays for entering it (`nsenter`) and for its
-    own pid/ipc/network/mount namespaces (`unshare`), so the per-sample overhead stays a few milliseconds.
-    """
+    """A mount namespace prepared once, held by a fork server (`_zygote.py`, as root) that starts each
+    sample of this slot: it forks, unshares the sample's own pid/ipc/network/mount namespaces, drops to the
+    slot's uid and execs the program (or runs a Python script in that fresh fork). No mounts and no
+    helper programs per sample: the per-sample overhead is a few forks and the namespaces themselves."""
 
     def __init__(self, number: int, lock: int) -> None:
         self.number, self.lock, self.uid = number, lock, UID_BASE + number
-        self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c", _setup_script()],
-            stdin=subprocess.PIPE,  # the holder waits on it: it exits (and its namespace goes) with us
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
+        self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        server = (Path(__file__).parent / "_zygote.py").read_text()
+        python = [str(_base_python()), *_PYTHON_FLAGS]
+        script = _setup_script() + f'exec {" ".join(map(shlex.quote, python))} -c "$1" "$2" "$3"\n'
+        # The slot's own network namespace (no interface up) is shared by its samples, one after another:
+        # making one per sample costs more than the rest of the sandbox. The server keeps the host's for
+        # samples whose limits allow the network.
+        host_network = os.open("/proc/self/ns/net", os.O_RDONLY)
+        try:
+            self.holder = subprocess.Popen(
+                [
+                    *["unshare", "--mount", "--net", "--propagation", "private"],
+                    *["sh", "-c", script, "sh", server, str(theirs.fileno()), str(host_network)],
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                pass_fds=[theirs.fileno(), host_network],
+                start_new_session=True,
+            )
+        except OSError:
+            self.sock.close()
+            raise
+        finally:
+            theirs.close()
+            os.close(host_network)
         if self.holder.stdout.readline().strip() != b"ready":
             self.holder.kill()
             _, err = self.holder.communicate()
+            self.sock.close()
             raise OSError(err.decode("utf-8", "replace").strip() or "the sandbox setup failed")
         self.root = Path(f"/proc/{self.holder.pid}/root")
 
-    def command(self, argv: list[str], limits: Limits) -> list[str]:
-        namespaces = ["--pid", "--ipc", "--fork", "--kill-child", "--mount-proc", f"--wd={SAMPLE_DIR}"]
-        if not limits.network:
-            namespaces.insert(0, "--net")
-        user = [f"--reuid={self.uid}", f"--regid={self.uid}", "--clear-groups", "--inh-caps=-all"]
-        return [
-            *["nsenter", f"--target={self.holder.pid}", "--mount", "--"],
-            *["unshare", *namespaces, "--"],
-            *_prlimit(limits),
-            *["setpriv", *user, "--no-new-privs", "--"],
-            *_SHELL,
-            *argv,
-        ]
+    def execute(
+        self, argv: list[str], env: dict[str, str], limits: Limits, expect: str | None, start: float
+    ) -> Outcome:
+        mb = 1024 * 1024
+        request = {
+            "argv": argv,
+            "env": env,
+            "cwd": SAMPLE_DIR,
+            "uid": self.uid,
+            "network": limits.network,
+            "rlimits": {
+                "RLIMIT_CPU": limits.cpu_s,
+                "RLIMIT_AS": limits.memory_mb * mb,
+                "RLIMIT_FSIZE": limits.file_mb * mb,
+                "RLIMIT_NPROC": limits.processes,
+                "RLIMIT_NOFILE": limits.open_files,
+            },
+        }
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            try:
+                socket.send_fds(self.sock, [json.dumps(request).encode()], [out_w, err_w])
+            finally:
+                os.close(out_w)
+                os.close(err_w)
+            pid = self._reply(None)["pid"]
+            deadline = start + limits.wall_s
+            out, err, done = _read_until(out_r, err_r, deadline)
+            reply = self._reply(deadline - time.perf_counter()) if done else None
+            if reply is None:  # the wall clock ran out: kill its process group (and so its pid namespace)
+                _kill_group(pid)
+                if self._reply(10.0) is None:
+                    raise OSError("its server did not see the killed sample end")
+                self.kill_all()
+                return Outcome("timeout", f"timed out after {limits.wall_s:g} s", time.perf_counter() - start)
+        finally:
+            os.close(out_r)
+            os.close(err_r)
+        return _outcome(reply["status"], out, err, limits, expect, time.perf_counter() - start)
+
+    def _reply(self, timeout: float | None) -> dict | None:
+        """The server's next answer; None if `timeout` seconds pass first."""
+        if timeout is not None and timeout <= 0:
+            return None
+        self.sock.settimeout(timeout)
+        try:
+            message = self.sock.recv(4096)
+        except TimeoutError:
+            return None
+        if not message:
+            raise OSError(f"the sandbox server of slot {self.number} has gone")
+        return json.loads(message)
 
     def reset(self) -> None:
         """Empty the slot's /tmp, /var/tmp and /dev/shm (entries are removed, never followed)."""
@@ -288,11 +363,38 @@ class _Slot:
             time.sleep(0.01)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            self.holder.stdin.close()
+        self.sock.close()  # the server reads an empty message and ends; the namespace goes with it
         with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             self.holder.wait(timeout=5)
         os.close(self.lock)
+
+
+def _read_until(out_fd: int, err_fd: int, deadline: float) -> tuple[bytes, bytes, bool]:
+    """Read both pipes to their end, or until the deadline: (stdout, stderr, whether both ended). Only the
+    last _KEEP bytes of each are kept (the end token and the error are last): a sample printing gigabytes
+    costs the harness no memory."""
+    kept = {out_fd: bytearray(), err_fd: bytearray()}
+    with selectors.DefaultSelector() as selector:
+        for fd in kept:
+            selector.register(fd, selectors.EVENT_READ)
+        while selector.get_map():
+            left = deadline - time.perf_counter()
+            if left <= 0:
+                break
+            for key, _ in selector.select(left):
+                data = os.read(key.fd, 65536)
+                if not data:
+                    selector.unregister(key.fd)
+                    continue
+                buffer = kept[key.fd]
+                buffer += data
+                if len(buffer) > 2 * _KEEP:
+                    del buffer[:-_KEEP]
+        done = not selector.get_map()
+    return bytes(kept[out_fd]), bytes(kept[err_fd]), done
+
+
+_KEEP = 1 << 20
 
 
 class _Slots:
@@ -332,9 +434,13 @@ class _Slots:
             raise OSError("no free sandbox slot")
 
     @classmethod
-    def release(cls, slot: _Slot) -> None:
+    def release(cls, slot: _Slot, healthy: bool = True) -> None:
         with cls._lock:
-            cls._free.append(slot)
+            if healthy:
+                cls._free.append(slot)
+            else:  # its server is gone or stuck: the next sample starts a new one under the same number
+                slot.close()
+                cls._all.remove(slot)
 
     @classmethod
     def close_all(cls) -> None:
@@ -400,7 +506,6 @@ def _setup_script() -> str:
         lines.append(
             f"if [ -d {folder} ]; then mount -t tmpfs -o size={size}m,mode=1777,nosuid,nodev tmpfs {folder}; fi"
         )
-    lines += ["echo ready", "read _ || true"]
     return "\n".join(lines) + "\n"
 
 
@@ -426,4 +531,4 @@ def python_command() -> list[str]:
     the site module: samples get the standard library only, and start ~3x faster. In the root containment
     it is the base interpreter (the harness's virtualenv is hidden there), through its own path."""
     python = _base_python() if containment().mode == "root" else Path(sys.executable)
-    return [str(python), "-I", "-S", "-B"]
+    return [str(python), *_PYTHON_FLAGS]

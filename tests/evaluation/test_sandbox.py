@@ -73,6 +73,7 @@ def test_no_network() -> None:
     [
         "    import os; os.kill(os.getppid(), 9)",  # kills its parent: a shell, not the harness
         "    import os\n    while True: os.fork()",  # fork bomb
+        "    import os\n    while True: os.write(1, b'x' * 65536)",  # endless output
         "    import sys; sys.exit(0)",  # exits 'successfully' before the asserts
         "    import os; os._exit(0)",
         "    x = bytearray(10 * 1024**3)",  # 10 GB
