@@ -26,7 +26,7 @@ import sys
 
 CLONE_NEWNS, CLONE_NEWIPC, CLONE_NEWPID, CLONE_NEWNET = 0x00020000, 0x08000000, 0x20000000, 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-PR_SET_PDEATHSIG, PR_SET_NO_NEW_PRIVS = 1, 38
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS = 1, 4, 38
 libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -99,6 +99,8 @@ def run(request):
     os.setresgid(uid, uid, uid)
     os.setresuid(uid, uid, uid)
     check(libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0))
+    # Changing uid made it non-dumpable (its /proc/self/* root's): as a program exec'd by that uid is.
+    check(libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0))
     os.chdir(request["cwd"])
     argv, env = request["argv"], request["env"]
     if argv[:-1] == [sys.executable, *FLAGS] and not argv[-1].startswith("-"):

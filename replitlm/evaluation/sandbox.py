@@ -267,6 +267,9 @@ class _Slot:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 pass_fds=[theirs.fileno(), host_network],
+                # A sample forked from the server could read the server's initial environment in
+                # /proc/self/environ: it gets only what samples get anyway, not the harness's.
+                env=_environment(),
                 start_new_session=True,
             )
         except OSError:

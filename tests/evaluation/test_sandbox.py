@@ -201,6 +201,19 @@ def test_root_home_and_the_harness_files_are_out_of_sight() -> None:
         secret.unlink()
 
 
+def test_the_harness_environment_does_not_reach_samples(monkeypatch) -> None:
+    monkeypatch.setenv("REPLITLM_TEST_SECRET", "hunter2")
+    from replitlm.evaluation import sandbox
+
+    sandbox._Slots.close_all()  # servers started from now on see the secret in the harness's environment
+    source = (
+        "import os\nassert 'REPLITLM_TEST_SECRET' not in os.environ\n"
+        "assert b'hunter2' not in open('/proc/self/environ', 'rb').read()\n"
+        "assert os.listdir('/proc/self/fd')\n"
+    )
+    assert run(source).status == "passed"
+
+
 @ROOT
 def test_samples_of_parallel_slots_run_as_different_uids() -> None:
     from concurrent.futures import ThreadPoolExecutor
