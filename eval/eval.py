@@ -69,8 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=None,
-        help="samples executed at once (default: 2 per core as root, where samples start from a fork server; "
-        "else 1 per core)",
+        help="samples executed at once (default: one per core; as root, 2 per core is ~1.6x faster but a "
+        "CPU-heavy sample may then time out on the wall clock)",
     )
     path, overrides, rest = split_config_argv(sys.argv[1:] if argv is None else argv)
     if path is not None:

