@@ -69,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "--workers",
         type=int,
         default=None,
-        help="samples executed at once (default: one per core; as root, 2 per core is ~1.6x faster but a "
+        help="samples executed at once (default: one per core; as root, 2 per core is up to 1.6x faster but a "
         "CPU-heavy sample may then time out on the wall clock)",
     )
     path, overrides, rest = split_config_argv(sys.argv[1:] if argv is None else argv)

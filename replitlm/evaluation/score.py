@@ -42,7 +42,7 @@ def execute(
 def default_workers() -> int:
     """Samples run at once: one per core. As root, samples start from a fork server and a sample's thread
     mostly waits on hand-offs between processes and on its namespaces' teardown, so two per core give
-    ~1.6x the throughput (scripts/bench/eval_exec.py); but then a CPU-heavy sample gets half a core, and on
+    1.2x to 1.6x the throughput (scripts/bench/eval_exec.py on 2 cores); but then a CPU-heavy sample gets half a core, and on
     a loaded machine its wall clock can run out before its CPU limit (MBPP/123, ~4 CPU-seconds, timed out
     that way once). Verdicts that do not depend on the worker count come first: raise --workers knowingly."""
     return os.cpu_count() or 1
