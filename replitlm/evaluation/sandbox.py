@@ -127,8 +127,8 @@ def _prlimit(limits: Limits) -> list[str]:
 
 # A shell stays between the harness and the program (`; exit $?` stops it from exec-ing the program), so a
 # sample that kills its parent (os.kill(os.getppid(), 9)) kills that shell, not the harness. In the root
-# containment the shell is the pid namespace's init, which the program cannot signal, and a program that
-# is not pid 1 keeps the usual signal semantics (SIGXCPU, SIGALRM, ...).
+# containment the sample's parent is its pid namespace's init (root, which it cannot signal), and the
+# sample is not pid 1, so it keeps the usual signal semantics (SIGXCPU, SIGALRM, ...).
 _SHELL = ["sh", "-c", '"$@"; exit $?', "sh"]
 
 
