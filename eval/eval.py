@@ -12,7 +12,8 @@ adds samples), with the bigcode harness's settings by default: temperature 0.2, 
 SAMPLES is JSONL with `task_id` and `completion` per line (several lines per problem for pass@k > 1). It
 writes SAMPLES_results.jsonl (each line plus `passed` and `result`: 'passed', 'failed: ...', 'timed out')
 and SAMPLES_summary.json, and prints the scores. Every sample runs in its own process group and temporary
-folder under CPU, memory, file-size and process limits, without network where the OS allows it.
+folder under CPU, memory, file-size and process limits, without network where the OS allows it; as
+root, also as an unprivileged uid on a read-only filesystem view (it prints which containment is in effect).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import sys
 from pathlib import Path
 
 from replitlm.evaluation.options import OptionsError, split_config_argv, yaml_defaults
-from replitlm.evaluation.sandbox import network_isolation
+from replitlm.evaluation.sandbox import containment
 from replitlm.evaluation.score import score_file
 from replitlm.evaluation.tasks import TASKS, TaskError, load_task
 
@@ -64,7 +65,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--k", type=int, nargs="+", default=[1, 10, 100], help="pass@k to report (default 1 10 100)"
     )
-    p.add_argument("--workers", type=int, default=None, help="parallel executions (default: all cores)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="samples executed at once (default: one per core; as root, 2 per core is up to 1.6x faster but a "
+        "CPU-heavy sample may then time out on the wall clock)",
+    )
     path, overrides, rest = split_config_argv(sys.argv[1:] if argv is None else argv)
     if path is not None:
         try:
@@ -96,8 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     if not args.samples.is_file():
         print(f"error: {args.samples}: no such samples file", file=sys.stderr)
         return 2
-    if not network_isolation():
-        print("note: no network namespace is available here; samples run with the network reachable")
+    print(f"sandbox: {containment().description}")
     try:
         summary = score_file(load_task(args.task), args.samples, args.k, args.workers)
     except TaskError as exc:

@@ -40,9 +40,15 @@ class Program:
     expect: str | None = None  # printed by the program's last line: passing needs it (no early exit)
 
 
+def _done_token() -> str:
+    """A fresh random token that a test program prints last: the program passes only if it is on stdout, so
+    a completion that exits with status 0 before the tests ran (sys.exit(0), exit(0), ...) fails."""
+    return f"replitlm-done-{secrets.token_hex(8)}"
+
+
 def _python_program(source: str) -> Program:
     """A Python test program that must reach its end: it prints a fresh random token last."""
-    token = f"replitlm-done-{secrets.token_hex(8)}"
+    token = _done_token()
     return Program({"main.py": f"{source}\nprint({token!r})\n"}, [*python_command(), "main.py"], token)
 
 
@@ -166,7 +172,8 @@ _LANGUAGES: dict[str, dict] = {
     "rust": {
         "file": "main.rs",
         "tool": "rustc",
-        "run": "rustc --edition 2021 --test -o main main.rs && ./main",
+        # One test thread: libtest then runs the tests in name order, the end-token test last.
+        "run": "rustc --edition 2021 --test -o main main.rs && ./main --test-threads=1",
     },
     "go": {"file": "main_test.go", "tool": "go", "run": None},
 }
@@ -207,14 +214,52 @@ def humaneval_x(language: str, path: Path | None = None) -> Task:
 
 def _humaneval_x_program(language: str, problem: Problem, completion: str) -> Program:
     spec = _LANGUAGES[language]
-    source = f"{problem.prompt}{completion}\n{problem.test}\n"
     if language == "python":
-        return _python_program(source)
-    if language == "cpp":
-        source = _CPP_HEADERS + source
-    elif language == "js":
-        source = _JS_STRICT_ASSERT + source
-    return Program({spec["file"]: source}, ["sh", "-c", spec["run"]])
+        return _python_program(f"{problem.prompt}{completion}\n{problem.test}\n")
+    # As in Python, the program must reach the end of its tests: it then prints a fresh random token, and
+    # passing needs it on stdout (an exit(0) inside the completion fails). Tests not of the usual shape run
+    # without this check.
+    token = _done_token()
+    test = problem.test.rstrip()
+    expect: str | None = token
+    if language == "cpp":  # the test is `int main(){ assert(...); ... }`: print the token as main's last line
+        if test.endswith("}") and re.search(r"\bint\s+main\s*\(", test):
+            test = f'{test[:-1]}    std::cout << "{token}" << std::endl;\n}}'
+        else:
+            expect = None
+        source = f"{_CPP_HEADERS}{problem.prompt}{completion}\n{test}\n"
+    elif language == "java":  # the test is `public class Main { main(...) }`: call it from a Main of ours
+        if re.search(r"public\s+class\s+Main\b", test):
+            test = re.sub(r"public\s+class\s+Main\b", "class ReplitlmTests", test, count=1)
+            test += (
+                "\n\npublic class Main {\n    public static void main(String[] args) throws Exception {\n"
+                f'        ReplitlmTests.main(args);\n        System.out.println("{token}");\n    }}\n}}'
+            )
+        else:
+            expect = None
+        source = f"{problem.prompt}{completion}\n{test}\n"
+    elif language == "js":  # the test is a script that calls its test function: print the token after it
+        source = f"{_JS_STRICT_ASSERT}{problem.prompt}{completion}\n{test}\nconsole.log({token!r});\n"
+    elif language == "rust":  # libtest's tests, one thread, in name order: a last test prints the token
+        source = f"{problem.prompt}{completion}\n{test}\n{_RUST_DONE_TEST.replace('TOKEN', token)}"
+    else:
+        raise TaskError(f"humaneval-x-{language}: no runner")
+    return Program({spec["file"]: source}, ["sh", "-c", spec["run"]], expect)
+
+
+# Sorts after the tests' `tests::...` names; it writes to stdout directly (libtest captures println!).
+_RUST_DONE_TEST = """
+#[cfg(test)]
+mod zzzzzzzz_replitlm {
+    #[test]
+    fn zzzzzzzz_done() {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        out.write_all(b"TOKEN\\n").unwrap();
+        out.flush().unwrap();
+    }
+}
+"""
 
 
 # Canonical solutions that fail their own tests under this harness, measured on this project's machine with

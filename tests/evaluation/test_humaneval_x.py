@@ -33,3 +33,28 @@ def test_canonical_pass_and_empty_fail(language: str) -> None:
     assert failing <= task.known_broken, [o.message for o in good if not o.passed][:3]
     empty = execute(task, [{"task_id": p.task_id, "completion": ""} for p in problems[:4]])
     assert not any(o.passed for o in empty)
+
+
+EARLY_EXIT = {
+    "cpp": "    exit(0);\n",
+    "java": "        System.exit(0);\n",
+    "js": "  process.exit(0);\n",
+    "rust": "    std::process::exit(0);\n",
+}
+
+
+@pytest.mark.parametrize("language", sorted(EARLY_EXIT))
+def test_an_early_exit_0_in_the_completion_fails(language: str) -> None:
+    """exit(0) before the tests ran is a failure, as sys.exit(0) is in Python: the program must print a
+    fresh random token after its tests. The same solution without the exit passes."""
+    if not shutil.which(TOOLS[language]):
+        pytest.skip(f"{TOOLS[language]} is not installed here")
+    task = load_task(f"humaneval-x-{language}")
+    problem = task.problems[0]
+    samples = [
+        {"task_id": problem.task_id, "completion": EARLY_EXIT[language] + problem.canonical_solution},
+        {"task_id": problem.task_id, "completion": problem.canonical_solution},
+    ]
+    early, whole = execute(task, samples, progress=False)
+    assert early.status == "failed" and early.message == "exited before the tests finished", early
+    assert whole.passed, whole

