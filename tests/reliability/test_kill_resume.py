@@ -18,11 +18,14 @@ from tests.reliability import kill_driver
 from tests.training.conftest import tiny_overrides
 
 BATCHES, SAVE_EVERY = 12, 2
+FORKSERVER = multiprocessing.get_context("forkserver")
+FORKSERVER.set_forkserver_preload(["tests.reliability.kill_driver"])
 
 
 def launch(data: Path, run_dir: Path, fault: str) -> int:
-    """The driver in a forked child (it inherits this process's imports: no second start-up cost); its exit
-    code, negative for a signal."""
+    """The driver in a child forked from a server that imported it once (no start-up cost per run; not a
+    fork of this process, whose threads could hold locks the child would wait on forever); its exit code,
+    negative for a signal."""
     overrides = tiny_overrides(
         data,
         run_dir,
@@ -32,7 +35,7 @@ def launch(data: Path, run_dir: Path, fault: str) -> int:
         eval_interval="100ba",
         **{"optimizer.name": "decoupled_adamw"},  # two state tensors per parameter to compare
     )
-    child = multiprocessing.get_context("fork").Process(
+    child = FORKSERVER.Process(
         target=kill_driver.run, args=(str(run_dir / "batches.jsonl"), fault, overrides)
     )
     child.start()
