@@ -237,6 +237,18 @@ def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
         yield batch
 
 
+def _worker_context() -> multiprocessing.context.BaseContext:
+    """Workers forked from a server that imported this module once: as cheap as forking this process after
+    the first start (spawning re-imports torch and transformers, ~8 s per worker), and safe where forking is
+    not: a fork of a process with other threads (a notebook, a test runner, an app calling `run`) can copy a
+    lock that one of them holds, and the worker then waits on it forever."""
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    return ctx
+
+
 def _ordered_map(fn: Callable, batches: Iterator, workers: int, initargs: tuple) -> Iterator:
     """fn over batches in order, with at most 2 batches per worker in flight (bounded memory)."""
     if workers == 0:
@@ -244,9 +256,7 @@ def _ordered_map(fn: Callable, batches: Iterator, workers: int, initargs: tuple)
         for batch in batches:
             yield fn(batch)
         return
-    # fork: workers inherit the imported modules (spawning re-imports torch and transformers, ~8 s each).
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
+    ctx = _worker_context()
     with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
         pending: collections.deque = collections.deque()
         for batch in batches:
