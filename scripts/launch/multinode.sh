@@ -16,6 +16,7 @@
 #   NODE_RANK     this node's index, 0..NNODES-1 (default 0)
 #   GPUS_PER_NODE processes per node (default: the number of visible GPUs)
 #   MASTER_ADDR   node 0's address (default 127.0.0.1)      MASTER_PORT   a free port on node 0 (default 29500)
+#   PYTHON        the environment's interpreter (default: python on PATH)
 set -euo pipefail
 
 CONFIG=${1:?usage: scripts/launch/multinode.sh CONFIG.yaml [key=value ...]}
@@ -29,7 +30,8 @@ REPO=$(cd "$(dirname "$0")/../.." && pwd)
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 
 echo "node $NODE_RANK of $NNODES: $GPUS_PER_NODE processes, world size $((NNODES * GPUS_PER_NODE)), master $MASTER_ADDR:$MASTER_PORT"
-exec composer \
+# `python -m composer.cli.launcher` is the `composer` command without depending on its script's shebang.
+exec "${PYTHON:-python}" -m composer.cli.launcher \
   --world_size "$((NNODES * GPUS_PER_NODE))" \
   --node_rank "$NODE_RANK" \
   --nproc "$GPUS_PER_NODE" \

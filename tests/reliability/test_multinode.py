@@ -76,7 +76,7 @@ class Hosts:
         tmp.mkdir(parents=True, exist_ok=True)
         env = {
             **os.environ,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",  # composer, python
+            "PATH": f"{Path(sys.executable).parent}:{os.environ.get('PATH', '')}",  # the venv's python
             "TMPDIR": str(tmp),
             "GLOO_SOCKET_IFNAME": self.link[rank],
             "NNODES": "2",

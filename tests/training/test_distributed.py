@@ -26,7 +26,8 @@ from tests.conftest import REPO
 from tests.training.conftest import TINY, tiny_overrides
 from tests.training.dist_driver import GradNorms
 
-COMPOSER = Path(sys.executable).with_name("composer")
+# the `composer` command, without its console script (whose shebang names the venv path it was installed from)
+COMPOSER = [sys.executable, "-m", "composer.cli.launcher"]
 STEPS = {"max_duration": "3ba", "optimizer.name": "decoupled_adamw", "optimizer.lr": 1e-3}
 NO_CLIP = {"algorithms.gradient_clipping": "null"}  # clipping would hide a wrong gradient scale
 
@@ -41,7 +42,7 @@ def launch(token_data: Path, run_dir: Path, env: dict[str, str] | None = None, *
     out = run_dir / "driver.json"
     args = tiny_overrides(token_data, run_dir, **STEPS, **NO_CLIP, **extra)
     cmd = [
-        str(COMPOSER),
+        *COMPOSER,
         "-n",
         "2",
         "--master_port",

@@ -184,7 +184,7 @@ def test_lora_under_fsdp2_on_two_processes_saves_and_resumes(base: Path, tmp_pat
             save_interval="2ba",
             fsdp_config="{sharding_strategy: FULL_SHARD}",
         )
-        cmd = [str(COMPOSER), "-n", "2", "--master_port", str(free_port()), "tests/training/dist_driver.py"]
+        cmd = [*COMPOSER, "-n", "2", "--master_port", str(free_port()), "tests/training/dist_driver.py"]
         proc = subprocess.run(
             [*cmd, str(out), str(LORA_TINY), *overrides],
             cwd=REPO,
