@@ -12,10 +12,10 @@ export PYTHONPATH := $(CURDIR)
 
 .PHONY: test lint format quickstart bench lock
 
+# pip runs through the venv's real path: console scripts (composer, ...) take it as their shebang, so a venv
+# shared through a symlink (.ci/run) keeps working after the clone that installed it is gone.
 $(STAMP): requirements.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	# through the venv's real path: console scripts (composer, ...) get it as their shebang, so a venv
-	# shared through a symlink (.ci/run) keeps working after the clone that installed it is gone
 	$$(readlink -f $(VENV))/bin/python -m pip install --quiet --upgrade pip
 	$$(readlink -f $(VENV))/bin/python -m pip install --quiet -r requirements.lock
 	rm -f $(VENV)/.installed-*
