@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -238,25 +239,31 @@ def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
 
 
 def _worker_context() -> multiprocessing.context.BaseContext:
-    """Workers forked from a server that imported this module once: as cheap as forking this process after
-    the first start (spawning re-imports torch and transformers, ~8 s per worker), and safe where forking is
-    not: a fork of a process with other threads (a notebook, a test runner, an app calling `run`) can copy a
-    lock that one of them holds, and the worker then waits on it forever."""
-    if "forkserver" not in multiprocessing.get_all_start_methods():
+    """How worker processes start. Forking this process is the fast way (workers inherit the imported
+    modules; spawning re-imports torch and transformers, ~8 s per worker), and safe while no other Python
+    thread runs here. With other threads (a test runner, a notebook, an app calling `run`) a fork can copy a
+    lock one of them holds and the worker waits on it forever: then workers come from a fork server that
+    imported this module once (a few seconds more at start-up). Ask before any progress bar starts its
+    monitor thread."""
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        return multiprocessing.get_context("fork")
+    if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([__name__])
     return ctx
 
 
-def _ordered_map(fn: Callable, batches: Iterator, workers: int, initargs: tuple) -> Iterator:
+def _ordered_map(
+    fn: Callable, batches: Iterator, workers: int, initargs: tuple, ctx: multiprocessing.context.BaseContext
+) -> Iterator:
     """fn over batches in order, with at most 2 batches per worker in flight (bounded memory)."""
     if workers == 0:
         _init_worker(*initargs)
         for batch in batches:
             yield fn(batch)
         return
-    ctx = _worker_context()
     with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
         pending: collections.deque = collections.deque()
         for batch in batches:
@@ -385,8 +392,10 @@ def _write_shards(
     packers: dict[str, Packer],
 ) -> None:
     """Filter, tokenize and pack every input document into the staging shards, with a progress bar."""
+    ctx = _worker_context()  # before the progress bar's thread exists
     with tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0) as bar:
-        results = _ordered_map(process_batch, _batches(docs), config.workers, (config, encoder, benchmark))
+        initargs = (config, encoder, benchmark)
+        results = _ordered_map(process_batch, _batches(docs), config.workers, initargs, ctx)
         for batch in results:
             for item in batch:
                 _consume(item, config, stats, dedup, packers)
