@@ -159,9 +159,22 @@ def build_dataloader(
 ) -> DataLoader:
     where = "train_loader" if train else "eval_loader"
     dataset = build_dataset(loader.dataset, batch_size, shuffle=None if train else False, where=where)
+    return torch_dataloader(dataset, loader, batch_size, collator, train)
+
+
+def torch_dataloader(
+    dataset: Any,
+    loader: LoaderSection,
+    batch_size: int,
+    collator: TokenCollator,
+    train: bool,
+    sampler: Any = None,
+) -> DataLoader:
+    """A torch DataLoader with the loader section's worker settings (eval batches are never dropped)."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
+        sampler=sampler,
         collate_fn=collator,
         drop_last=loader.drop_last if train else False,
         num_workers=loader.num_workers,

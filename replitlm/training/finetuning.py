@@ -31,7 +31,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from replitlm.data.instruct import InstructError, PromptTemplate, iter_records, to_prompt_response
 from replitlm.training.config import DatasetSection, LoaderSection
-from replitlm.training.data import DataError, TokenCollator, check_local_dataset
+from replitlm.training.data import DataError, TokenCollator, check_local_dataset, torch_dataloader
 
 
 @dataclass
@@ -223,15 +223,4 @@ def build_finetuning_dataloader(
         seed=ds.shuffle_seed,
         drop_last=loader.drop_last if train else False,
     )
-    return DataLoader(
-        dataset,
-        batch_size=batch_size,
-        sampler=sampler,
-        collate_fn=collator,
-        drop_last=loader.drop_last if train else False,
-        num_workers=loader.num_workers,
-        pin_memory=loader.pin_memory and torch.cuda.is_available(),
-        prefetch_factor=loader.prefetch_factor if loader.num_workers > 0 else None,
-        persistent_workers=loader.persistent_workers and loader.num_workers > 0,
-        timeout=loader.timeout,
-    )
+    return torch_dataloader(dataset, loader, batch_size, collator, train, sampler)
