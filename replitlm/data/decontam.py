@@ -45,10 +45,16 @@ def ngram_hashes(tokens: np.ndarray, n: int, stride: int = 1) -> np.ndarray:
     if len(tokens) < n:
         return np.empty(0, dtype=np.uint64)
     up, down = _powers(len(tokens))
+    count = len(tokens) - n + 1
+    if tokens.dtype.kind != "u":  # signed ids times uint64 would go through float64
+        tokens = tokens.astype(np.uint64)
     with np.errstate(over="ignore"):
-        prefix = np.concatenate([np.zeros(1, dtype=np.uint64), np.cumsum(tokens.astype(np.uint64) * up)])
-        starts = slice(0, len(tokens) - n + 1, stride)
-        h = (prefix[n:][starts] - prefix[:-n][starts]) * down[starts]
+        prefix = np.empty(len(tokens) + 1, dtype=np.uint64)
+        prefix[0] = 0
+        np.multiply(tokens, up, out=prefix[1:])
+        np.cumsum(prefix[1:], out=prefix[1:])
+        h = prefix[n::stride] - prefix[:count:stride]
+        h *= down[:count:stride]
         h ^= h >> np.uint64(29)
         h *= _BASE
         h ^= h >> np.uint64(32)

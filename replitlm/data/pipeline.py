@@ -11,15 +11,17 @@ the staging folder, which the next run removes and redoes; the same input and se
 
 from __future__ import annotations
 
-import array
 import collections
 import json
 import multiprocessing
 import os
+import pickle
+import queue
 import shutil
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -27,16 +29,18 @@ from typing import Any
 
 import numpy as np
 from tqdm import tqdm
+from tqdm.std import TMonitor
 
 from replitlm.data.decontam import BenchmarkIndex, humaneval_path, read_benchmark_texts
 from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
 from replitlm.data.encoding import TokenEncoder
-from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, license_allowed
+from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, is_blank, license_allowed
 from replitlm.data.languages import REPLIT_LANGUAGES
 from replitlm.data.sources import RawDoc, iter_inputs, load
 
 BATCH_DOCS = 64
 BATCH_BYTES = 4 << 20
+IN_FLIGHT = 2  # batches per worker queued or in progress: enough to keep it busy, few enough to bound memory
 
 
 @dataclass
@@ -116,7 +120,7 @@ def _init_worker(config: PipelineConfig, encoder: TokenEncoder, benchmark: Bench
 def process_batch(docs: list[RawDoc]) -> list[Processed]:
     """Everything per document that needs no global state (runs in a worker)."""
     config: PipelineConfig = _WORKER["config"]
-    results, texts = [], []
+    results, kept = [], []
     for doc in docs:
         if doc.deferred and config.languages is not None and doc.lang not in config.languages:
             results.append(Processed(doc.source, doc.lang or "unknown", "language"))
@@ -126,18 +130,17 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
         results.append(item)
         if item.drop:
             continue
-        text, item.drop = _screen(doc, config)
-        if text is not None:
-            raw = doc.data if isinstance(doc.data, bytes) else text.encode("utf-8", "surrogatepass")
+        content, item.drop = _screen(doc, config)
+        if content is not None:
+            raw = doc.data if isinstance(doc.data, bytes) else content.encode("utf-8", "surrogatepass")
             item.n_bytes = len(raw)
             item.digest = content_digest(raw)  # valid UTF-8 bytes are the text's encoding: hash them as read
-            texts.append((item, text))
+            kept.append((item, content))
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
-    encoded = _WORKER["encoder"].encode([t for _, t in texts], num_threads=threads) if texts else []
+    arrays = _WORKER["encoder"].encode_arrays([c for _, c in kept], num_threads=threads) if kept else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
-    arrays = _as_arrays(encoded)
     contaminated = benchmark.contaminated_many(arrays) if benchmark is not None else [False] * len(arrays)
-    for (item, _), tokens, leaked in zip(texts, arrays, contaminated, strict=True):
+    for (item, _), tokens, leaked in zip(kept, arrays, contaminated, strict=True):
         if leaked:
             item.drop = "contaminated"
             continue
@@ -147,26 +150,26 @@ def process_batch(docs: list[RawDoc]) -> list[Processed]:
     return results
 
 
-def _as_arrays(encoded: list[list[int]]) -> list[np.ndarray]:
-    """uint32 arrays of id lists (through array.array: about twice as fast as np.asarray on a list)."""
-    return [np.frombuffer(array.array("I", ids), dtype=np.uint32) for ids in encoded]
-
-
-def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | None, str | None]:
+def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, str | None]:
+    """The document's content if every filter keeps it (a file's bytes as read when they are ASCII, which
+    the filters and the tokenizer take as they are: no decoding), else a drop reason."""
     if config.languages is not None and doc.lang not in config.languages:
         return None, "language"
     if not license_allowed(doc.licenses, _WORKER["allowlist"]):
         return None, "license"
     if isinstance(doc.data, bytes) and len(doc.data) > config.max_bytes:
         return None, "too_large"
-    text, reason = decode(doc.data)
-    if reason:
-        return None, reason
-    if not text.strip():
+    if isinstance(doc.data, bytes) and doc.data.isascii() and b"\x00" not in doc.data[:8192]:
+        content: str | bytes = doc.data
+    else:
+        content, reason = decode(doc.data)
+        if reason:
+            return None, reason
+    if is_blank(content):
         return None, "empty"
-    if len(text) > config.max_bytes:
+    if len(content) > config.max_bytes:
         return None, "too_large"
-    return (None, reason) if (reason := config.quality.check(text)) else (text, None)
+    return (None, reason) if (reason := config.quality.check(content)) else (content, None)
 
 
 # -- the main side -----------------------------------------------------------------------------------------
@@ -243,10 +246,11 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     modules; spawning re-imports torch and transformers, ~8 s per worker), and safe while no other Python
     thread runs here. With other threads (a test runner, a notebook, an app calling `run`) a fork can copy a
     lock one of them holds and the worker waits on it forever: then workers come from a fork server that
-    imported this module once (a few seconds more at start-up). Ask before any progress bar starts its
-    monitor thread."""
+    imported this module once (a few seconds more at start-up). tqdm's monitor thread does not count: it
+    sleeps, and the only lock it takes is tqdm's own, which workers never use (it outlives a progress bar by
+    up to 10 s, so a second `run` right after a first would otherwise pay for the fork server)."""
     methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and threading.active_count() == 1:
+    if "fork" in methods and not _other_threads():
         return multiprocessing.get_context("fork")
     if "forkserver" not in methods:
         return multiprocessing.get_context("spawn")
@@ -255,23 +259,123 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def _other_threads() -> list[threading.Thread]:
+    """Python threads besides the calling one, tqdm's monitor left out."""
+    me = threading.current_thread()
+    return [t for t in threading.enumerate() if t is not me and not isinstance(t, TMonitor)]
+
+
 def _ordered_map(
     fn: Callable, batches: Iterator, workers: int, initargs: tuple, ctx: multiprocessing.context.BaseContext
 ) -> Iterator:
-    """fn over batches in order, with at most 2 batches per worker in flight (bounded memory)."""
+    """fn over batches in order, with at most IN_FLIGHT batches per worker in flight (bounded memory).
+
+    Batch k goes to worker k % workers, so each worker's results come back in order on its own pipe, read
+    by this thread. (multiprocessing.Pool cost about a core-second more per 100 MB here: a second thread
+    unpickles its results beside this one, and its worker-watching thread spins while a result waits in the
+    pipe.) Tasks go through a Queue, whose feeder thread never lets a large task block this thread while
+    a worker is blocked sending a large result."""
     if workers == 0:
         _init_worker(*initargs)
         for batch in batches:
             yield fn(batch)
         return
-    with ctx.Pool(workers, initializer=_init_worker, initargs=initargs) as pool:
-        pending: collections.deque = collections.deque()
-        for batch in batches:
-            pending.append(pool.apply_async(fn, (batch,)))
-            if len(pending) >= 2 * workers:
-                yield pending.popleft().get()
+    pool = [_Worker(ctx, fn, initargs) for _ in range(workers)]
+    finished = False
+    try:
+        pending: collections.deque[_Worker] = collections.deque()
+        for k, batch in enumerate(batches):
+            worker = pool[k % workers]
+            worker.tasks.put(batch)
+            pending.append(worker)
+            if len(pending) >= IN_FLIGHT * workers:
+                yield pending.popleft().result()
         while pending:
-            yield pending.popleft().get()
+            yield pending.popleft().result()
+        finished = True
+    finally:
+        for worker in pool:
+            worker.stop(wait=finished)
+
+
+class _RemoteTraceback(Exception):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class _Worker:
+    """One worker process: tasks in through a queue, results back through a pipe."""
+
+    def __init__(self, ctx: multiprocessing.context.BaseContext, fn: Callable, initargs: tuple) -> None:
+        self.tasks = ctx.Queue()
+        self.results, child_end = ctx.Pipe(duplex=False)
+        self.process = ctx.Process(target=_serve, args=(fn, initargs, self.tasks, child_end), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def result(self) -> Any:
+        try:
+            ok, value = self.results.recv()
+        except EOFError:
+            self.process.join(5)
+            raise RuntimeError(
+                f"a data-preparation worker died (exit code {self.process.exitcode}; -9 is usually the "
+                "out-of-memory killer: try fewer --workers)"
+            ) from None
+        if not ok:
+            error, trace = value
+            raise error from _RemoteTraceback(f"in a data-preparation worker:\n{trace}")
+        return value
+
+    def stop(self, wait: bool) -> None:
+        """Let the worker finish (all its results were read), or end it now (after an error here)."""
+        if wait:
+            self.tasks.put(None)
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        self.tasks.close()
+        self.results.close()
+
+
+def _serve(fn: Callable, initargs: tuple, tasks: Any, results: Any) -> None:
+    """A worker's loop: (True, fn(batch)) for each batch, (False, (error, traceback)) on an error, until None.
+
+    Results leave through a sending thread: a result is megabytes, the pipe holds 64 KB, and the main
+    process reads results in input order, so a worker that sent them itself would sit idle while the
+    main process reads the other workers' earlier results."""
+    outbox: queue.SimpleQueue = queue.SimpleQueue()
+    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
+    sender.start()
+    try:
+        _init_worker(*initargs)
+        while (batch := tasks.get()) is not None:
+            try:
+                outbox.put((True, fn(batch)))
+            except Exception as e:
+                outbox.put((False, (_picklable(e), traceback.format_exc())))
+    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the main process reports it
+        pass
+    finally:
+        outbox.put(None)
+        sender.join()
+
+
+def _send_all(outbox: queue.SimpleQueue, results: Any) -> None:
+    try:
+        while (item := outbox.get()) is not None:
+            results.send(item)
+    except (BrokenPipeError, KeyboardInterrupt):  # the main process stopped reading: it failed or was stopped
+        pass
+
+
+def _picklable(error: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
 
 
 def _split_of(digest: bytes, val_fraction: float) -> str:
@@ -392,7 +496,7 @@ def _write_shards(
     packers: dict[str, Packer],
 ) -> None:
     """Filter, tokenize and pack every input document into the staging shards, with a progress bar."""
-    ctx = _worker_context()  # before the progress bar's thread exists
+    ctx = _worker_context()
     with tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0) as bar:
         initargs = (config, encoder, benchmark)
         results = _ordered_map(process_batch, _batches(docs), config.workers, initargs, ctx)

@@ -12,9 +12,11 @@ counted and reported, not silently lost and not fatal.
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import os
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,13 +90,37 @@ def load(doc: RawDoc, max_bytes: int) -> RawDoc:
 def read_file(path: str, max_bytes: int) -> RawDoc:
     lang = language_of_path(path)
     try:
-        size = os.stat(path).st_size  # follows a file symlink; a loop raises here
-        if size > max_bytes:
-            return RawDoc(path, None, lang, drop="too_large", detail=f"{size} bytes")
-        with open(path, "rb") as f:
-            return RawDoc(path, f.read(max_bytes + 1), lang)
+        data = _read_at_most(path, max_bytes + 1)
     except OSError as e:
         return RawDoc(path, None, lang, drop="unreadable", detail=f"{type(e).__name__}: {e.strerror or e}")
+    if isinstance(data, int):
+        return RawDoc(path, None, lang, drop="too_large", detail=f"{data} bytes")
+    return RawDoc(path, data, lang)
+
+
+def _read_at_most(path: str, limit: int) -> bytes | int:
+    """The file's bytes, or its size when that reaches `limit` (then it is not read).
+
+    open/fstat/read/close and nothing else: for the many small files of a source tree, the system calls of
+    a buffered `open().read()` plus a `stat` cost more than copying the bytes. Follows a file symlink (a
+    loop raises ELOOP). Non-blocking open and a regular-file check: a FIFO in the tree must not hang the run."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise OSError(errno.EINVAL, "not a regular file")
+        if info.st_size >= limit:
+            return info.st_size
+        chunks, total = [], 0
+        while total < limit:  # size + 1 first: the second read sees the end (or that the file grew)
+            chunk = os.read(fd, (info.st_size + 1 if total <= info.st_size else limit) - total)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            total += len(chunk)
+        return total if total >= limit else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    finally:
+        os.close(fd)
 
 
 def _record_doc(source: str, record: dict[str, Any]) -> RawDoc:

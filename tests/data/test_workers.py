@@ -1,0 +1,50 @@
+"""The pipeline's worker processes: results in input order, errors and dead workers reported, no leftovers."""
+
+from __future__ import annotations
+
+import io
+import multiprocessing
+import os
+from pathlib import Path
+
+import pytest
+from tqdm import tqdm
+
+from replitlm.data.encoding import TokenEncoder
+from replitlm.data.pipeline import PipelineConfig, _ordered_map, _other_threads, _worker_context
+
+
+@pytest.fixture
+def initargs(tmp_path: Path, spiece_path: Path) -> tuple:
+    config = PipelineConfig(inputs=["x"], out=str(tmp_path / "out"), tokenizer=str(spiece_path))
+    return config, TokenEncoder(str(spiece_path)), None
+
+
+@pytest.mark.parametrize(("workers", "method"), [(1, "fork"), (3, "fork"), (2, "forkserver")])
+def test_results_come_back_in_input_order(initargs: tuple, workers: int, method: str) -> None:
+    batches = [-k for k in range(1, 40)]
+    ctx = multiprocessing.get_context(method)
+    assert list(_ordered_map(abs, iter(batches), workers, initargs, ctx)) == list(range(1, 40))
+    assert not multiprocessing.active_children()  # every worker has exited
+
+
+def test_a_worker_error_keeps_its_type_and_traceback(initargs: tuple) -> None:
+    results = _ordered_map(int, iter(["1", "2", "three", "4"]), 2, initargs, _worker_context())
+    assert next(results) == 1 and next(results) == 2
+    with pytest.raises(ValueError, match="three") as raised:
+        next(results)
+    assert "in a data-preparation worker" in str(raised.value.__cause__)
+    assert "invalid literal" in str(raised.value.__cause__)
+    assert not multiprocessing.active_children()
+
+
+def test_a_dead_worker_is_reported(initargs: tuple) -> None:
+    results = _ordered_map(os._exit, iter([3, 0, 0]), 1, initargs, _worker_context())
+    with pytest.raises(RuntimeError, match=r"worker died \(exit code 3"):
+        list(results)
+
+
+def test_the_progress_bar_monitor_does_not_count_as_a_thread() -> None:
+    with tqdm(total=1, file=io.StringIO()) as bar:
+        bar.update()
+        assert not any(type(t).__name__ == "TMonitor" for t in _other_threads())
