@@ -507,14 +507,13 @@ def _write_shards(
 
 
 def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
-    from streaming import MDSWriter
+    from replitlm.data.shards import ShardWriter, sample_columns
 
-    columns = {"tokens": "ndarray:uint32"}
-    if config.sequence_id:
-        columns["sequence_id"] = "ndarray:uint16"
-        columns["doc_languages"] = "str"
-    writer = MDSWriter(
-        out=str(path), columns=columns, compression=config.compression, size_limit=config.shard_size
+    writer = ShardWriter(
+        out=str(path),
+        columns=sample_columns(config.max_seq_len, config.sequence_id),
+        compression=config.compression,
+        size_limit=config.shard_size,
     )
     return Packer(writer, config.max_seq_len, eos_id, config.sequence_id)
 

@@ -48,3 +48,36 @@ def test_the_progress_bar_monitor_does_not_count_as_a_thread() -> None:
     with tqdm(total=1, file=io.StringIO()) as bar:
         bar.update()
         assert not any(type(t).__name__ == "TMonitor" for t in _other_threads())
+
+
+def test_shard_writer_writes_what_mds_writer_writes(tmp_path: Path) -> None:
+    """ShardWriter only caches the column coders: its samples and shards are MDSWriter's, byte for byte."""
+    import numpy as np
+    from streaming import MDSWriter, StreamingDataset
+
+    from replitlm.data.shards import ShardWriter, sample_columns
+
+    rng = np.random.default_rng(0)
+    samples = [
+        {
+            "tokens": rng.integers(0, 32768, 16).astype(np.uint32),
+            "sequence_id": np.sort(rng.integers(0, 3, 16)).astype(np.uint16),
+            "doc_languages": "Python,C",
+        }
+        for _ in range(40)
+    ]
+    for name, cls in (("ours", ShardWriter), ("stock", MDSWriter)):
+        with cls(out=str(tmp_path / name), columns=sample_columns(16, True), compression="zstd:1") as writer:
+            for sample in samples:
+                writer.write(sample)
+    ours, stock = sorted((tmp_path / "ours").iterdir()), sorted((tmp_path / "stock").iterdir())
+    assert [p.name for p in ours] == [p.name for p in stock]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(ours, stock, strict=True))
+    back = StreamingDataset(local=str(tmp_path / "ours"), shuffle=False, batch_size=1)
+    assert (
+        np.array_equal(back[39]["tokens"], samples[39]["tokens"]) and back[39]["doc_languages"] == "Python,C"
+    )
+    with pytest.raises(ValueError, match="shape"):  # a sample of the wrong length
+        ShardWriter(out=str(tmp_path / "bad"), columns=sample_columns(16, False)).write(
+            {"tokens": np.zeros(15, np.uint32)}
+        )
