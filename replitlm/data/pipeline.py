@@ -97,15 +97,36 @@ class PipelineConfig:
 
 
 @dataclass
-class Processed:
-    source: str
-    lang: str
-    drop: str | None = None
-    detail: str = ""
-    n_bytes: int = 0
-    tokens: np.ndarray | None = None
-    digest: bytes = b""
-    signature: Any = None
+class Batch:
+    """A batch of documents after the worker, column by column: a few objects cross the process boundary,
+    not one (and an array) per document.
+
+    `tokens` holds the kept documents' ids one after another, each followed by EOS; `lengths[i]` is
+    document i's share of it (0 when the worker dropped it)."""
+
+    sources: list[str] = field(default_factory=list)
+    langs: list[str] = field(default_factory=list)
+    drops: list[str | None] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)
+    n_bytes: list[int] = field(default_factory=list)
+    digests: list[bytes] = field(default_factory=list)
+    lengths: list[int] = field(default_factory=list)
+    signatures: list[Any] = field(default_factory=list)
+    tokens: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint32))
+
+    def append(self, source: str, lang: str | None, drop: str | None = None, detail: str = "") -> int:
+        self.sources.append(source)
+        self.langs.append(lang or "unknown")
+        self.drops.append(drop)
+        self.details.append(detail)
+        self.n_bytes.append(0)
+        self.digests.append(b"")
+        self.lengths.append(0)
+        self.signatures.append(None)
+        return len(self.sources) - 1
+
+    def __len__(self) -> int:
+        return len(self.sources)
 
 
 # -- the worker side --------------------------------------------------------------------------------------
@@ -115,52 +136,60 @@ _WORKER: dict[str, Any] = {}
 def _init_worker(config: PipelineConfig, encoder: TokenEncoder, benchmark: BenchmarkIndex | None) -> None:
     _WORKER.update(config=config, encoder=encoder, benchmark=benchmark)
     _WORKER["allowlist"] = frozenset(config.licenses) if config.licenses is not None else None
+    _WORKER["languages"] = frozenset(config.languages or ())
 
 
-def process_batch(docs: list[RawDoc]) -> list[Processed]:
+def process_batch(docs: list[RawDoc]) -> Batch:
     """Everything per document that needs no global state (runs in a worker)."""
     config: PipelineConfig = _WORKER["config"]
-    results, kept = [], []
+    encoder: TokenEncoder = _WORKER["encoder"]
+    batch, kept, contents = Batch(), [], []
     for doc in docs:
-        if doc.deferred and config.languages is not None and doc.lang not in config.languages:
-            results.append(Processed(doc.source, doc.lang or "unknown", "language"))
+        if doc.deferred and config.languages is not None and doc.lang not in _WORKER["languages"]:
+            batch.append(doc.source, doc.lang, "language")
             continue  # not worth reading
         doc = load(doc, config.max_bytes)
-        item = Processed(doc.source, doc.lang or "unknown", doc.drop, doc.detail)
-        results.append(item)
-        if item.drop:
-            continue
-        content, item.drop = _screen(doc, config)
+        content, drop = (None, doc.drop) if doc.drop else _screen(doc, config)
+        i = batch.append(doc.source, doc.lang, drop, doc.detail)
         if content is not None:
             raw = doc.data if isinstance(doc.data, bytes) else content.encode("utf-8", "surrogatepass")
-            item.n_bytes = len(raw)
-            item.digest = content_digest(raw)  # valid UTF-8 bytes are the text's encoding: hash them as read
-            kept.append((item, content))
+            batch.n_bytes[i] = len(raw)
+            batch.digests[i] = content_digest(
+                raw
+            )  # valid UTF-8 bytes are the text's encoding: hash them as read
+            kept.append(i)
+            contents.append(content)
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
-    arrays = _WORKER["encoder"].encode_arrays([c for _, c in kept], num_threads=threads) if kept else []
+    arrays = encoder.encode_arrays(contents, num_threads=threads) if contents else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
     contaminated = benchmark.contaminated_many(arrays) if benchmark is not None else [False] * len(arrays)
-    for (item, _), tokens, leaked in zip(kept, arrays, contaminated, strict=True):
+    eos = np.array([encoder.eos_id], dtype=np.uint32)
+    pieces = []
+    for i, tokens, leaked in zip(kept, arrays, contaminated, strict=True):
         if leaked:
-            item.drop = "contaminated"
+            batch.drops[i] = "contaminated"
             continue
-        item.tokens = tokens
+        pieces += [tokens, eos]
+        batch.lengths[i] = len(tokens) + 1
         if config.near_dedup:
-            item.signature = minhash_signature(tokens, config.num_perm, config.shingle)
-    return results
+            batch.signatures[i] = minhash_signature(tokens, config.num_perm, config.shingle)
+    if pieces:
+        batch.tokens = np.concatenate(pieces)
+    return batch
 
 
 def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, str | None]:
     """The document's content if every filter keeps it (a file's bytes as read when they are ASCII, which
     the filters and the tokenizer take as they are: no decoding), else a drop reason."""
-    if config.languages is not None and doc.lang not in config.languages:
+    if config.languages is not None and doc.lang not in _WORKER["languages"]:
         return None, "language"
-    if not license_allowed(doc.licenses, _WORKER["allowlist"]):
+    if doc.licenses is not None and not license_allowed(doc.licenses, _WORKER["allowlist"]):
         return None, "license"
-    if isinstance(doc.data, bytes) and len(doc.data) > config.max_bytes:
+    data = doc.data
+    if isinstance(data, bytes) and len(data) > config.max_bytes:
         return None, "too_large"
-    if isinstance(doc.data, bytes) and doc.data.isascii() and b"\x00" not in doc.data[:8192]:
-        content: str | bytes = doc.data
+    if isinstance(data, bytes) and data.isascii() and data.find(b"\x00", 0, 8192) < 0:
+        content: str | bytes = data
     else:
         content, reason = decode(doc.data)
         if reason:
@@ -176,16 +205,15 @@ def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, st
 class Packer:
     """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids.
 
-    Documents are collected and cut into samples in blocks (one concatenation per block rather than numpy
-    work per document). `sequence_id` numbers the documents within each sample from 0; a document cut by a
+    Documents (each already ending in EOS) are collected and cut into samples in blocks (one concatenation
+    per block rather than numpy work per document). `sequence_id` numbers the documents within each sample from 0; a document cut by a
     sample boundary continues as document 0 of the next sample.
     """
 
     BLOCK_SAMPLES = 64
 
-    def __init__(self, writer: Any, max_seq_len: int, eos_id: int, with_sequence_id: bool) -> None:
+    def __init__(self, writer: Any, max_seq_len: int, with_sequence_id: bool) -> None:
         self.writer, self.max_seq_len, self.with_sequence_id = writer, max_seq_len, with_sequence_id
-        self.eos = np.array([eos_id], dtype=np.uint32)
         self.pending: list[np.ndarray] = []  # token arrays, EOS included
         self.pending_lengths: list[int] = []  # tokens per pending document (the first may be a remainder)
         self.pending_languages: list[str] = []  # language per pending document
@@ -193,10 +221,11 @@ class Packer:
         self.samples = self.documents = 0
 
     def add(self, tokens: np.ndarray, language: str = "") -> None:
-        self.pending += [tokens, self.eos]
-        self.pending_lengths.append(len(tokens) + 1)
+        """One document's ids, its EOS included."""
+        self.pending.append(tokens)
+        self.pending_lengths.append(len(tokens))
         self.pending_languages.append(language)
-        self.pending_tokens += len(tokens) + 1
+        self.pending_tokens += len(tokens)
         self.documents += 1
         if self.pending_tokens >= self.BLOCK_SAMPLES * self.max_seq_len:
             self._flush()
@@ -400,9 +429,9 @@ class Stats:
     files_seen: int = 0
     repeated: int = 0
 
-    def drop(self, item: Processed, reason: str) -> None:
+    def drop(self, reason: str, source: str, detail: str = "") -> None:
         self.dropped[reason] += 1
-        self.examples.setdefault(reason, f"{item.source} {item.detail}".strip())
+        self.examples.setdefault(reason, f"{source} {detail}".strip())
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -431,7 +460,7 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     staging.mkdir(parents=True)
 
     stats = Stats()
-    packers = {split: _packer(staging / split, config, encoder.eos_id) for split in ("train", "val")}
+    packers = {split: _packer(staging / split, config) for split in ("train", "val")}
     dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
     docs = iter_inputs(config.inputs, config.data_dir, config.split)
     try:
@@ -463,27 +492,33 @@ def run(config: PipelineConfig) -> dict[str, Any]:
 
 
 def _consume(
-    item: Processed, config: PipelineConfig, stats: Stats, dedup: Deduplicator, packers: dict[str, Packer]
+    batch: Batch, config: PipelineConfig, stats: Stats, dedup: Deduplicator, packers: dict[str, Packer]
 ) -> None:
-    stats.files_seen += 1
-    if item.drop:
-        stats.drop(item, item.drop)
-        return
-    if reason := dedup.check(item.digest, item.signature):
-        stats.drop(item, reason)
-        return
-    copies = _copies(item.digest, config.mixture.get(item.lang, 1.0), config.seed)
-    if copies == 0:
-        stats.drop(item, "subsampled")
-        return
-    stats.repeated += copies - 1
-    lang = stats.languages[item.lang]
-    lang["files"] += 1
-    lang["bytes"] += item.n_bytes
-    lang["tokens"] += len(item.tokens) + 1
-    packer = packers[_split_of(item.digest, config.val_fraction)]
-    for _ in range(copies):
-        packer.add(item.tokens, item.lang)
+    """Dedup, mixture weights and the train/val split for each document in input order; pack the kept."""
+    end = 0
+    for i, source in enumerate(batch.sources):
+        start, end = end, end + batch.lengths[i]
+        stats.files_seen += 1
+        if batch.drops[i]:
+            stats.drop(batch.drops[i], source, batch.details[i])
+            continue
+        digest = batch.digests[i]
+        if reason := dedup.check(digest, batch.signatures[i]):
+            stats.drop(reason, source)
+            continue
+        lang = batch.langs[i]
+        copies = _copies(digest, config.mixture.get(lang, 1.0), config.seed)
+        if copies == 0:
+            stats.drop("subsampled", source)
+            continue
+        stats.repeated += copies - 1
+        row = stats.languages[lang]
+        row["files"] += 1
+        row["bytes"] += batch.n_bytes[i]
+        row["tokens"] += end - start
+        packer = packers[_split_of(digest, config.val_fraction)]
+        for _ in range(copies):
+            packer.add(batch.tokens[start:end], lang)
 
 
 def _write_shards(
@@ -501,12 +536,11 @@ def _write_shards(
         initargs = (config, encoder, benchmark)
         results = _ordered_map(process_batch, _batches(docs), config.workers, initargs, ctx)
         for batch in results:
-            for item in batch:
-                _consume(item, config, stats, dedup, packers)
+            _consume(batch, config, stats, dedup, packers)
             bar.update(len(batch))
 
 
-def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
+def _packer(path: Path, config: PipelineConfig) -> Packer:
     from replitlm.data.shards import ShardWriter, sample_columns
 
     writer = ShardWriter(
@@ -515,7 +549,7 @@ def _packer(path: Path, config: PipelineConfig, eos_id: int) -> Packer:
         compression=config.compression,
         size_limit=config.shard_size,
     )
-    return Packer(writer, config.max_seq_len, eos_id, config.sequence_id)
+    return Packer(writer, config.max_seq_len, config.sequence_id)
 
 
 def _benchmark_index(config: PipelineConfig, encoder: TokenEncoder) -> BenchmarkIndex | None:

@@ -115,6 +115,10 @@ def measure(script: str, *args: str) -> dict:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+def rate(result: dict) -> float:
+    return result["tokens"] / result["seconds"]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mb", type=int, default=200, help="corpus size in MB (default 200)")
@@ -130,19 +134,23 @@ def main() -> int:
         size, files = build_corpus(full, args.mb * 1_000_000)
         build_corpus(quarter, args.mb * 250_000)
         print(f"corpus: {files:,} files, {size / 1e6:.0f} MB of real code; {args.workers} workers")
-        # The ceiling and the pipeline alternate for --rounds rounds; each keeps its median (noisy machine).
-        ceilings, fasts = [], []
+        # The ceiling and the pipeline alternate, one pair per round; the ratio is taken within each pair (a
+        # shared machine's speed drifts by tens of percent over minutes) and the median pair is reported.
+        rounds = []
         for i in range(args.rounds):
-            ceilings.append(measure(CEILING, str(full), args.tokenizer, str(args.workers)))
-            fasts.append(
-                measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o1-{i}"), "0")
+            ceiling = measure(CEILING, str(full), args.tokenizer, str(args.workers))
+            fast = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o1-{i}"), "0")
+            rounds.append((ceiling, fast))
+            print(
+                f"round {i + 1}: ceiling {rate(ceiling):,.0f} tokens/s, pipeline {rate(fast):,.0f} tokens/s, "
+                f"ratio {rate(fast) / rate(ceiling):.2f}",
+                flush=True,
             )
-        ceiling = sorted(ceilings, key=lambda r: r["tokens"] / r["seconds"])[len(ceilings) // 2]
-        fast = sorted(fasts, key=lambda r: r["tokens"] / r["seconds"])[len(fasts) // 2]
+        ceiling, fast = sorted(rounds, key=lambda pair: rate(pair[1]) / rate(pair[0]))[len(rounds) // 2]
         small = measure(PIPELINE, str(quarter), args.tokenizer, str(args.workers), str(tmp / "o2"), "0")
         near = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / "o3"), "1")
 
-    ceiling_rate = ceiling["tokens"] / ceiling["seconds"]
+    ceiling_rate = rate(ceiling)
     ceiling_mb = ceiling["bytes"] / ceiling["seconds"] / 1e6
     print(
         f"\n{'run':<40}{'tokens/s':>11}{'ratio':>7}{'input MB/s':>12}{'ratio':>7}{'peak RSS MB main/worker':>25}"
@@ -156,14 +164,15 @@ def main() -> int:
         "pipeline, near-dedup on": near,
     }
     for name, r in runs.items():
-        rate, mb = r["tokens"] / r["seconds"], r["bytes"] / r["seconds"] / 1e6
+        tokens_per_s, mb = rate(r), r["bytes"] / r["seconds"] / 1e6
         rss = f"{r['rss_mb']['main']:.0f} / {r['rss_mb']['worker']:.0f}"
         print(
-            f"{name:<40}{rate:>11,.0f}{rate / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}{rss:>25}"
+            f"{name:<40}{tokens_per_s:>11,.0f}{tokens_per_s / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}{rss:>25}"
         )
     print(
-        "\n(the pipeline reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its "
-        "tokens count only the files it keeps, the ceiling's every decodable file; input MB/s compares the same text)"
+        "\n(the median round's pair; the 1/4-corpus and near-dedup runs against that round's ceiling. The pipeline "
+        "reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its tokens count only the "
+        "files it keeps, the ceiling's every decodable file; input MB/s compares the same text)"
     )
     return 0
 
