@@ -1,8 +1,12 @@
 """Raw code -> filtered, deduplicated, decontaminated, tokenized, packed MDS shards.
 
-    readers (main process, streaming)  ->  workers: decode, filters, tokenize, decontaminate, signatures
-    ->  main process, input order: dedup, train/val split by content hash, mixture weights, packing
-    ->  MDSWriter (zstd) into a staging folder  ->  stats.json  ->  rename into place (or upload)
+    readers (main process, streaming: paths, or records)  ->  workers, a batch at a time: read, filters,
+    content hash, tokenize, decontaminate, MinHash signatures  ->  main process, in input order: dedup,
+    train/val split by content hash, mixture weights, packing  ->  MDS shards (zstd) in a staging folder
+    ->  stats.json  ->  rename into place (or upload)
+
+The workers' work is most of the CPU, so they see files as bytes (ASCII files are filtered and tokenized
+without decoding) and send each batch back as a few columns and one token array.
 
 Nothing is held whole in memory: at most a few batches are in flight, and the dedup state is a digest per
 kept file (plus an LSH signature with near-dedup). A run is all-or-nothing: an interrupted run leaves only
