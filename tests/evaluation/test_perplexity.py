@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -41,8 +42,8 @@ def test_languages_add_up_and_match_the_model_loss(mixed_shards: Path) -> None:
     weighted = sum(r["loss"] * r["tokens"] for r in languages.values()) / overall["tokens"]
     assert weighted == pytest.approx(overall["loss"], rel=1e-6)
     assert overall["perplexity"] == pytest.approx(math.exp(overall["loss"]))
-    ids = torch.tensor([s["tokens"].astype("int64") for s in samples])
-    seq = torch.tensor([s["sequence_id"].astype("int64") for s in samples])
+    ids = torch.from_numpy(np.stack([s["tokens"] for s in samples]).astype(np.int64))
+    seq = torch.from_numpy(np.stack([s["sequence_id"] for s in samples]).astype(np.int64))
     with torch.no_grad():
         reference = model(input_ids=ids, sequence_id=seq, labels=ids).loss
     assert overall["loss"] == pytest.approx(float(reference), rel=1e-5)
