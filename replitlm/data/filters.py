@@ -111,12 +111,17 @@ def alnum_fraction(text: str | bytes) -> float:
     return (ascii_alnum + other_alnum) / len(text)
 
 
-def decode(data: bytes | str) -> tuple[str | None, str | None]:
-    """(text, None) or (None, drop reason) for binary files and invalid UTF-8."""
+def decode(data: bytes | str, ascii_as_bytes: bool = False) -> tuple[str | bytes | None, str | None]:
+    """(text, None) or (None, drop reason) for binary files and invalid UTF-8.
+
+    With `ascii_as_bytes`, ASCII bytes come back as they are: they are valid UTF-8, and the filters and the
+    tokenizer take them without decoding (most source files are ASCII)."""
     if isinstance(data, str):
         return data, None
     if b"\x00" in data[:8192]:
         return None, "binary"
+    if ascii_as_bytes and data.isascii():
+        return data, None
     try:
         return data.decode("utf-8"), None
     except UnicodeDecodeError:

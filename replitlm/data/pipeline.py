@@ -158,9 +158,8 @@ def process_batch(docs: list[RawDoc]) -> Batch:
         if content is not None:
             raw = doc.data if isinstance(doc.data, bytes) else content.encode("utf-8", "surrogatepass")
             batch.n_bytes[i] = len(raw)
-            batch.digests[i] = content_digest(
-                raw
-            )  # valid UTF-8 bytes are the text's encoding: hash them as read
+            # valid UTF-8 bytes are the text's encoding: hash them as read
+            batch.digests[i] = content_digest(raw)
             kept.append(i)
             contents.append(content)
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
@@ -192,12 +191,9 @@ def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, st
     data = doc.data
     if isinstance(data, bytes) and len(data) > config.max_bytes:
         return None, "too_large"
-    if isinstance(data, bytes) and data.isascii() and data.find(b"\x00", 0, 8192) < 0:
-        content: str | bytes = data
-    else:
-        content, reason = decode(doc.data)
-        if reason:
-            return None, reason
+    content, reason = decode(data, ascii_as_bytes=True)
+    if reason:
+        return None, reason
     if is_blank(content):
         return None, "empty"
     if len(content) > config.max_bytes:
@@ -207,10 +203,10 @@ def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, st
 
 # -- the main side -----------------------------------------------------------------------------------------
 class Packer:
-    """Concatenates documents (each followed by EOS) into fixed-length samples, with per-sample document ids.
+    """Concatenates documents (each ending in its EOS) into fixed-length samples, with per-sample document ids.
 
-    Documents (each already ending in EOS) are collected and cut into samples in blocks (one concatenation
-    per block rather than numpy work per document). `sequence_id` numbers the documents within each sample from 0; a document cut by a
+    Documents are collected and cut into samples in blocks (one concatenation per block rather than numpy
+    work per document). `sequence_id` numbers the documents within each sample from 0; a document cut by a
     sample boundary continues as document 0 of the next sample.
     """
 

@@ -118,7 +118,8 @@ def _read_at_most(path: str, limit: int) -> bytes | int:
                 break
             chunks.append(chunk)
             total += len(chunk)
-        return total if total >= limit else chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        data = b"".join(chunks)  # one chunk: the same object, no copy
+        return len(data) if len(data) >= limit else data
     finally:
         os.close(fd)
 
