@@ -7,6 +7,9 @@ that Composer stores in every checkpoint, so a resumed run sees exactly the samp
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +19,8 @@ from streaming import Stream, StreamingDataset
 from torch.utils.data import DataLoader
 
 from replitlm.training.config import DatasetSection, LoaderSection
+
+log = logging.getLogger(__name__)
 
 
 class DataError(ValueError):
@@ -59,9 +64,51 @@ def check_shards(index: Path, where: str) -> None:
             )
 
 
+class CheckedStreamingDataset(StreamingDataset):
+    """A StreamingDataset whose epoch fails loudly, and lets the process exit, when a shard cannot be read.
+
+    streaming 0.13 prepares (downloads, decompresses) shards in background threads. When a thread fails, the
+    iterator just stops: a short epoch on this rank while the others go on, so the run hangs until a
+    collective times out, or trains on with fewer samples. When the main thread's own attempt fails, the
+    error propagates but the threads wait forever for the shard, and the process hangs at exit joining
+    them. Here both cases raise a DataError naming the section, after telling the threads to stop.
+    """
+
+    def __init__(self, *, where: str = "dataset", **kwargs: Any) -> None:
+        self.where = where  # the config section, for errors
+        super().__init__(**kwargs)
+
+    def on_exception(self, future: Future) -> None:
+        if future.exception() is not None:
+            self._shard_error = future.exception()  # kept for __iter__; super() logs it and stops the threads
+        super().on_exception(future)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        try:
+            yield from super().__iter__()
+        except Exception as exc:
+            self._fail(exc)
+        if getattr(self, "_shard_error", None) is not None or self._stopped():
+            self._fail(getattr(self, "_shard_error", None))
+
+    def _stopped(self) -> bool:
+        return hasattr(self, "_event") and self._event.is_set()
+
+    def _fail(self, cause: BaseException | None) -> None:
+        if hasattr(self, "_event"):
+            self._event.set()  # streaming's threads poll it: they stop waiting for the shard
+        what = f"{type(cause).__name__}: {cause}" if cause is not None else "a background thread stopped"
+        raise DataError(
+            f"{self.where}: reading the shards failed ({what}), so this rank cannot finish the epoch. "
+            "Check that every shard the index lists is in `remote` (or `local`), and that no two nodes share "
+            "one `local` folder: each node decompresses shards there (give each node its own `local` and put "
+            "the shared folder in `remote`)."
+        ) from cause
+
+
 def build_dataset(
     ds: DatasetSection, batch_size: int, shuffle: bool | None = None, where: str = ""
-) -> StreamingDataset:
+) -> CheckedStreamingDataset:
     for name, s in (ds.streams or {}).items():
         check_local_dataset(s.local, s.remote, s.split or ds.split, f"{where}.dataset.streams.{name}")
     if not ds.streams:
@@ -79,7 +126,11 @@ def build_dataset(
             )
             for s in ds.streams.values()
         ]
-    return StreamingDataset(
+    remotes = [s.remote for s in ds.streams.values()] if ds.streams else [ds.remote]
+    if None in remotes:
+        warn_if_nodes_share_local(where)
+    return CheckedStreamingDataset(
+        where=f"{where}.dataset",
         streams=streams,
         local=None if streams else ds.local,
         remote=None if streams else ds.remote,
@@ -96,6 +147,21 @@ def build_dataset(
         epoch_size=ds.epoch_size,
         batch_size=batch_size,
     )
+
+
+def warn_if_nodes_share_local(where: str) -> None:
+    """Several nodes with no `remote`: say once that `local` must not be one shared folder."""
+    from composer.utils import dist
+
+    nodes = dist.get_world_size() // max(1, dist.get_local_world_size())
+    if nodes > 1 and dist.get_local_rank() == 0:
+        log.warning(
+            "%s: %d nodes read shards from `local` with no `remote`. Each node decompresses shards into its "
+            "`local`; if that is one folder on shared storage the nodes overwrite each other's files. Put "
+            "the shared folder in `remote` and give `local` a node-local path (e.g. /tmp/mds-cache).",
+            where,
+            nodes,
+        )
 
 
 class TokenCollator:

@@ -3,7 +3,9 @@
 Each host runs the shipped scripts/launch/multinode.sh (one Composer launcher, one process, world size 2)
 inside its own network namespace, with its own /dev/shm and /tmp (streaming keys its shared memory and file
 locks by the dataset's local path; two launchers sharing them would think they are one node). The data and
-the save_folder are shared, as on a cluster with shared storage. Training runs DDP over gloo on the veth.
+the save_folder are shared, as on a cluster with shared storage; each host reads the data through `remote`
+into a `local` cache of its own, as the README says (hosts sharing one `local` folder of compressed shards
+decompress into the same files and race). Training runs DDP over gloo on the veth.
 
 - the two hosts train to the end, and each host writes the summary of the same run;
 - host 1 SIGKILLed mid-training: host 0 stops within a bounded time with the lost-peer message, and
@@ -71,7 +73,7 @@ class Hosts:
     def launch(self, rank: int, run_dir: Path, port: int) -> subprocess.Popen:
         """Host `rank`'s launcher, in its own session (its process group is the whole host)."""
         home = self.root / f"host{rank}"
-        shm, tmp = home / "shm", home / "tmp"  # kept across launches, as a real node's are
+        shm, tmp = home / "shm", home / "tmp"  # kept across launches, as a real node's are (the cache too)
         shm.mkdir(parents=True, exist_ok=True)
         tmp.mkdir(parents=True, exist_ok=True)
         env = {
@@ -85,7 +87,12 @@ class Hosts:
             "MASTER_ADDR": MASTER,
             "MASTER_PORT": str(port),
         }
-        args = tiny_overrides(self.data, run_dir, **RUN)
+        cache = {  # the shared shards as `remote`, this host's own decompressed copy as `local`
+            f"{loader}.dataset.{key}": value
+            for loader in ("train_loader", "eval_loader")
+            for key, value in (("remote", self.data), ("local", home / "mds-cache"))
+        }
+        args = tiny_overrides(self.data, run_dir, **RUN, **cache)
         # `ip netns exec` gives the command a mount namespace of its own: the bind mount stays in it
         shell = 'mount --bind "$1" /dev/shm && shift && exec "$@"'
         netns = ["ip", "netns", "exec", self.ns[rank], "sh", "-c", shell, "sh", str(shm)]
