@@ -40,6 +40,7 @@ from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, is_blank, license_allowed
 from replitlm.data.languages import REPLIT_LANGUAGES
+from replitlm.data.shards import ShardWriter, sample_columns
 from replitlm.data.sources import RawDoc, iter_inputs, load
 
 BATCH_DOCS = 256  # each batch costs a sentencepiece call (~0.3 ms of set-up) and a round trip
@@ -212,7 +213,7 @@ class Packer:
 
     BLOCK_SAMPLES = 64
 
-    def __init__(self, writer: Any, max_seq_len: int, with_sequence_id: bool) -> None:
+    def __init__(self, writer: ShardWriter, max_seq_len: int, with_sequence_id: bool) -> None:
         self.writer, self.max_seq_len, self.with_sequence_id = writer, max_seq_len, with_sequence_id
         self.pending: list[np.ndarray] = []  # token arrays, EOS included
         self.pending_lengths: list[int] = []  # tokens per pending document (the first may be a remainder)
@@ -234,14 +235,13 @@ class Packer:
         stream = np.concatenate(self.pending)
         doc = np.repeat(np.arange(len(self.pending_lengths)), self.pending_lengths)
         full = len(stream) // self.max_seq_len
-        for start in range(0, full * self.max_seq_len, self.max_seq_len):
-            sample = {"tokens": stream[start : start + self.max_seq_len]}
-            if self.with_sequence_id:
-                ids = doc[start : start + self.max_seq_len]
-                sample["sequence_id"] = (ids - ids[0]).astype(np.uint16)
-                # the language of each document in the sample, in sequence_id order (for per-language metrics)
-                sample["doc_languages"] = ",".join(self.pending_languages[ids[0] : ids[-1] + 1])
-            self.writer.write(sample)
+        columns = {"tokens": stream[: full * self.max_seq_len].reshape(full, self.max_seq_len)}
+        if self.with_sequence_id:
+            ids = doc[: full * self.max_seq_len].reshape(full, self.max_seq_len)
+            columns["sequence_id"] = (ids - ids[:, :1]).astype(np.uint16)
+            # the language of each document in a sample, in sequence_id order (for per-language metrics)
+            columns["doc_languages"] = [",".join(self.pending_languages[row[0] : row[-1] + 1]) for row in ids]
+        self.writer.write_rows(**columns)
         self.samples += full
         rest, rest_doc = stream[full * self.max_seq_len :], doc[full * self.max_seq_len :]
         self.pending = [rest] if len(rest) else []
@@ -541,8 +541,6 @@ def _write_shards(
 
 
 def _packer(path: Path, config: PipelineConfig) -> Packer:
-    from replitlm.data.shards import ShardWriter, sample_columns
-
     writer = ShardWriter(
         out=str(path),
         columns=sample_columns(config.max_seq_len, config.sequence_id),

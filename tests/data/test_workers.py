@@ -51,7 +51,8 @@ def test_the_progress_bar_monitor_does_not_count_as_a_thread() -> None:
 
 
 def test_shard_writer_writes_what_mds_writer_writes(tmp_path: Path) -> None:
-    """ShardWriter only caches the column coders: its samples and shards are MDSWriter's, byte for byte."""
+    """ShardWriter's samples and shards, one by one or a block of rows at a time, are MDSWriter's, byte for
+    byte (shards small enough that the samples span several)."""
     import numpy as np
     from streaming import MDSWriter, StreamingDataset
 
@@ -66,18 +67,31 @@ def test_shard_writer_writes_what_mds_writer_writes(tmp_path: Path) -> None:
         }
         for _ in range(40)
     ]
+    options = {"columns": sample_columns(16, True), "compression": "zstd:1", "size_limit": 1 << 10}
     for name, cls in (("ours", ShardWriter), ("stock", MDSWriter)):
-        with cls(out=str(tmp_path / name), columns=sample_columns(16, True), compression="zstd:1") as writer:
+        with cls(out=str(tmp_path / name), **options) as writer:
             for sample in samples:
                 writer.write(sample)
-    ours, stock = sorted((tmp_path / "ours").iterdir()), sorted((tmp_path / "stock").iterdir())
-    assert [p.name for p in ours] == [p.name for p in stock]
-    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(ours, stock, strict=True))
+    with ShardWriter(out=str(tmp_path / "rows"), **options) as writer:
+        for block in (samples[:7], samples[7:8], samples[8:]):
+            writer.write_rows(
+                **{key: np.stack([s[key] for s in block]) for key in ("tokens", "sequence_id")},
+                doc_languages=[s["doc_languages"] for s in block],
+            )
+    stock = sorted((tmp_path / "stock").iterdir())
+    assert len(stock) > 3  # an index and several shards
+    for name in ("ours", "rows"):
+        ours = sorted((tmp_path / name).iterdir())
+        assert [p.name for p in ours] == [p.name for p in stock]
+        assert all(a.read_bytes() == b.read_bytes() for a, b in zip(ours, stock, strict=True)), name
     back = StreamingDataset(local=str(tmp_path / "ours"), shuffle=False, batch_size=1)
     assert (
         np.array_equal(back[39]["tokens"], samples[39]["tokens"]) and back[39]["doc_languages"] == "Python,C"
     )
+    bad = ShardWriter(out=str(tmp_path / "bad"), columns=sample_columns(16, False))
     with pytest.raises(ValueError, match="shape"):  # a sample of the wrong length
-        ShardWriter(out=str(tmp_path / "bad"), columns=sample_columns(16, False)).write(
-            {"tokens": np.zeros(15, np.uint32)}
-        )
+        bad.write({"tokens": np.zeros(15, np.uint32)})
+    with pytest.raises(ValueError, match=r"column tokens: rows of int64 \(16,\), declared uint32 \(16,\)"):
+        bad.write_rows(tokens=np.zeros((2, 16), np.int64))
+    with pytest.raises(ValueError, match="needs the columns"):
+        bad.write_rows(tokens=np.zeros((2, 16), np.uint32), sequence_id=np.zeros((2, 16), np.uint16))
