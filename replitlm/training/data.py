@@ -150,7 +150,7 @@ def build_dataset(
 
 
 def warn_if_nodes_share_local(where: str) -> None:
-    """Several nodes with no `remote`: say once that `local` must not be one shared folder."""
+    """Several nodes and no `remote`: warn (local rank 0 of each node) that `local` must be node-local."""
     from composer.utils import dist
 
     nodes = dist.get_world_size() // max(1, dist.get_local_world_size())
