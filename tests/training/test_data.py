@@ -9,12 +9,31 @@ from pathlib import Path
 import pytest
 import streaming.base.stream
 
-from replitlm.training.config import DatasetSection
-from replitlm.training.data import CheckedStreamingDataset, DataError, build_dataset
+from replitlm.training.config import DatasetSection, LoaderSection
+from replitlm.training.data import (
+    CheckedStreamingDataset,
+    DataError,
+    TokenCollator,
+    build_dataloader,
+    build_dataset,
+)
+
+
+@pytest.fixture
+def second_shard_vanishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Decompressing shard 1 fails, as when another node renamed it away, a remote lost it, a disk error..."""
+    decompress = streaming.base.stream.Stream._decompress_shard_part
+
+    def fail_on_shard_1(self, zip_info, zip_filename, raw_filename, compression) -> None:
+        if "shard.00001" in zip_filename:
+            raise FileNotFoundError(2, "No such file or directory", zip_filename)
+        decompress(self, zip_info, zip_filename, raw_filename, compression)
+
+    monkeypatch.setattr(streaming.base.stream.Stream, "_decompress_shard_part", fail_on_shard_1)
 
 
 def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
-    token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    token_data: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """streaming 0.13 alone: a short epoch (failure in its thread) or a hang at exit (in the main thread)."""
     shutil.copytree(token_data, tmp_path / "ok")
@@ -27,14 +46,7 @@ def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
 
     assert sum(1 for _ in dataset("ok")) == 96  # the control: every sample, every shard decompressed
 
-    decompress = streaming.base.stream.Stream._decompress_shard_part
-
-    def second_shard_vanishes(self, zip_info, zip_filename, raw_filename, compression) -> None:
-        if "shard.00001" in zip_filename:  # another node renamed it away, a remote lost it, a disk error...
-            raise FileNotFoundError(2, "No such file or directory", zip_filename)
-        decompress(self, zip_info, zip_filename, raw_filename, compression)
-
-    monkeypatch.setattr(streaming.base.stream.Stream, "_decompress_shard_part", second_shard_vanishes)
+    request.getfixturevalue("second_shard_vanishes")  # only now: the control above reads every shard
     for attempt in range(3):  # the failure lands in streaming's thread or in the main thread, as they race
         bad = dataset("bad")
         with pytest.raises(
@@ -48,6 +60,19 @@ def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
         assert not joined.is_alive(), f"attempt {attempt}: streaming's threads still wait for the shard"
         shutil.rmtree(tmp_path / "bad" / "train")
         shutil.copytree(token_data / "train", tmp_path / "bad" / "train")
+
+
+def test_the_error_reaches_the_training_loop_from_dataloader_workers(
+    token_data: Path, tmp_path: Path, second_shard_vanishes: None
+) -> None:
+    """The shipped YAMLs read shards in DataLoader worker processes: the DataError must come through them."""
+    shutil.copytree(token_data, tmp_path / "bad")
+    section = DatasetSection(local=str(tmp_path / "bad"), split="train", shuffle=False)
+    loader = LoaderSection(dataset=section, num_workers=2)
+    collator = TokenCollator(max_seq_len=32, vocab_size=32768, pad_id=2, use_sequence_id=False)
+    with pytest.raises(DataError, match=r"train_loader\.dataset: reading the shards failed .*00001"):
+        for _ in build_dataloader(loader, 4, collator, train=True):
+            pass
 
 
 def test_several_nodes_without_a_remote_are_told_not_to_share_local(
