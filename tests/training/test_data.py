@@ -76,7 +76,7 @@ def test_the_error_reaches_the_training_loop_from_dataloader_workers(
 
 
 def test_several_nodes_without_a_remote_are_told_not_to_share_local(
-    token_data: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     from composer.utils import dist
 
@@ -85,7 +85,10 @@ def test_several_nodes_without_a_remote_are_told_not_to_share_local(
     assert "shared storage" not in caplog.text
     monkeypatch.setattr(dist, "get_world_size", lambda: 16)  # 2 nodes of 8
     monkeypatch.setattr(dist, "get_local_world_size", lambda: 8)
-    build_dataset(DatasetSection(remote=str(token_data), split="train", shuffle=False), 4, where="x")
+    cached = DatasetSection(
+        remote=str(token_data), local=str(tmp_path / "cache"), split="train", shuffle=False
+    )
+    build_dataset(cached, 4, where="x")
     assert "shared storage" not in caplog.text  # a remote: each node has its own cache
     build_dataset(section, 4, where="train_loader")
     assert "train_loader: 2 nodes read shards from `local` with no `remote`" in caplog.text
