@@ -24,7 +24,9 @@ class ShardWriter(MDSWriter):
         super().__init__(**kwargs)
         self._coders = [_get_coder(encoding) for encoding in self.column_encodings]
 
-    def encode_sample(self, sample: dict[str, Any]) -> bytes:
+    def encode_sample(self, sample: dict[str, Any] | bytes) -> bytes:
+        if isinstance(sample, bytes):  # from write_rows: already encoded
+            return sample
         return self._join(
             [coder.encode(sample[name]) for name, coder in zip(self.column_names, self._coders, strict=True)]
         )
@@ -38,7 +40,7 @@ class ShardWriter(MDSWriter):
             for name, coder in zip(self.column_names, self._coders, strict=True)
         ]
         for sample in zip(*parts, strict=True):
-            self._add(self._join(sample))
+            self.write(self._join(sample))  # MDSWriter.write: shard boundaries as for any sample
 
     def _encode_column(self, name: str, coder: Any, values: Any) -> list[bytes]:
         if not isinstance(coder, NDArray) or coder.shape is None or coder.dtype is None:
@@ -59,18 +61,6 @@ class ShardWriter(MDSWriter):
             elif size != len(datum):
                 raise ValueError(f"column {name}: {len(datum)} bytes where {size} were declared")
         return np.array(sizes, np.uint32).tobytes() + b"".join(data)
-
-    def _add(self, sample: bytes) -> None:
-        """MDSWriter.write after encoding (streaming 0.13): start a new shard when this one would be too big."""
-        if self.event.is_set():  # an upload thread failed; write() says so the same way
-            self.cancel_future_jobs()
-            raise RuntimeError("One of the threads failed. Check other traceback for more details.")
-        size = len(sample) + self.extra_bytes_per_sample
-        if self.size_limit and self.size_limit < self.new_shard_size + size:
-            self.flush_shard()
-            self._reset_cache()
-        self.new_samples.append(sample)
-        self.new_shard_size += size
 
 
 def sample_columns(max_seq_len: int, with_sequence_id: bool) -> dict[str, str]:

@@ -88,11 +88,8 @@ class CheckedStreamingDataset(StreamingDataset):
             yield from super().__iter__()
         except Exception as exc:
             self._fail(exc)
-        if getattr(self, "_shard_error", None) is not None or self._stopped():
+        if self._event.is_set():  # set by on_exception: a thread failed and streaming ended the epoch early
             self._fail(getattr(self, "_shard_error", None))
-
-    def _stopped(self) -> bool:
-        return hasattr(self, "_event") and self._event.is_set()
 
     def _fail(self, cause: BaseException | None) -> None:
         if hasattr(self, "_event"):
