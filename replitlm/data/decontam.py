@@ -35,30 +35,43 @@ def _powers(length: int) -> tuple[np.ndarray, np.ndarray]:
     return _POWERS[0][:length], _POWERS[1][:length]
 
 
+# Windows hashed per pass: the working arrays stay in cache and the tables of powers stay small, however
+# long the input (a worker hashes a whole batch, ~10**6 tokens, at once).
+_CHUNK = 1 << 16
+
+
 def ngram_hashes(tokens: np.ndarray, n: int, stride: int = 1) -> np.ndarray:
     """A 64-bit hash of the windows of n consecutive token ids starting every `stride` tokens.
 
     A polynomial hash sum_i t[j+i] * base**i (mod 2**64) for all j at once from one prefix sum:
-    (S[j+n] - S[j]) * base**-j, with S the prefix sums of t[k] * base**k; then a multiply-xorshift to
-    spread the bits. Empty if there are fewer than n tokens.
+    (S[j+n] - S[j]) * base**-j, with S the prefix sums of t[k] * base**k (j and k counted from the start
+    of each chunk of windows); then a multiply-xorshift to spread the bits. Empty if there are fewer than
+    n tokens.
     """
-    if len(tokens) < n:
-        return np.empty(0, dtype=np.uint64)
-    up, down = _powers(len(tokens))
     count = len(tokens) - n + 1
+    if count <= 0:
+        return np.empty(0, dtype=np.uint64)
     if tokens.dtype.kind != "u":  # signed ids times uint64 would go through float64
         tokens = tokens.astype(np.uint64)
+    chunk = min(_CHUNK - _CHUNK % stride, count)  # a multiple of stride: chunks start on the stride grid
+    up, down = _powers(chunk + n - 1)
+    hashes = np.empty(len(range(0, count, stride)), dtype=np.uint64)
+    prefix = np.empty(chunk + n, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        prefix = np.empty(len(tokens) + 1, dtype=np.uint64)
-        prefix[0] = 0
-        np.multiply(tokens, up, out=prefix[1:])
-        np.cumsum(prefix[1:], out=prefix[1:])
-        h = prefix[n::stride] - prefix[:count:stride]
-        h *= down[:count:stride]
-        h ^= h >> np.uint64(29)
-        h *= _BASE
-        h ^= h >> np.uint64(32)
-    return h
+        for start in range(0, count, chunk):
+            windows = min(chunk, count - start)
+            piece = tokens[start : start + windows + n - 1]
+            sums = prefix[: len(piece) + 1]
+            sums[0] = 0
+            np.multiply(piece, up[: len(piece)], out=sums[1:])
+            np.cumsum(sums[1:], out=sums[1:])
+            h = sums[n : windows + n : stride] - sums[:windows:stride]
+            h *= down[:windows:stride]
+            h ^= h >> np.uint64(29)
+            h *= _BASE
+            h ^= h >> np.uint64(32)
+            hashes[start // stride : start // stride + len(h)] = h
+    return hashes
 
 
 def read_benchmark_texts(path: str | Path) -> list[str]:

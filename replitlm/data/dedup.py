@@ -18,8 +18,9 @@ from replitlm.data.decontam import ngram_hashes
 
 
 def content_digest(content: bytes) -> bytes:
-    """128-bit digest of a document's UTF-8 bytes."""
-    return hashlib.blake2b(content, digest_size=16).digest()
+    """128-bit digest of a document's UTF-8 bytes: SHA-256, truncated (with the SHA instructions of
+    current x86 and ARM server CPUs, which OpenSSL uses, about twice as fast as BLAKE2b here)."""
+    return hashlib.sha256(content).digest()[:16]
 
 
 def _identity(value: int) -> int:

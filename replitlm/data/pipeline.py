@@ -18,6 +18,7 @@ from __future__ import annotations
 import collections
 import json
 import multiprocessing
+import multiprocessing.connection
 import os
 import pickle
 import queue
@@ -45,7 +46,8 @@ from replitlm.data.sources import RawDoc, iter_inputs, load
 
 BATCH_DOCS = 256  # each batch costs a sentencepiece call (~0.3 ms of set-up) and a round trip
 BATCH_BYTES = 4 << 20
-IN_FLIGHT = 2  # batches per worker queued or in progress: enough to keep it busy, few enough to bound memory
+IN_FLIGHT = 2  # batches per worker queued or in progress: enough to keep it busy
+AHEAD = 4  # batches per worker dispatched and not yet consumed (in flight or waiting for an earlier one)
 
 
 @dataclass
@@ -148,7 +150,7 @@ def process_batch(docs: list[RawDoc]) -> Batch:
     """Everything per document that needs no global state (runs in a worker)."""
     config: PipelineConfig = _WORKER["config"]
     encoder: TokenEncoder = _WORKER["encoder"]
-    batch, kept, contents = Batch(), [], []
+    batch, screened, contents = Batch(), [], []
     for doc in docs:
         if doc.deferred and config.languages is not None and doc.lang not in _WORKER["languages"]:
             batch.append(doc.source, doc.lang, "language")
@@ -157,12 +159,19 @@ def process_batch(docs: list[RawDoc]) -> Batch:
         content, drop = (None, doc.drop) if doc.drop else _screen(doc, config)
         i = batch.append(doc.source, doc.lang, drop, doc.detail)
         if content is not None:
-            raw = doc.data if isinstance(doc.data, bytes) else content.encode("utf-8", "surrogatepass")
-            batch.n_bytes[i] = len(raw)
-            # valid UTF-8 bytes are the text's encoding: hash them as read
-            batch.digests[i] = content_digest(raw)
-            kept.append(i)
+            screened.append((i, doc.data))
             contents.append(content)
+    kept, kept_contents = [], []
+    for (i, data), content, drop in zip(screened, contents, config.quality.check_many(contents), strict=True):
+        if drop:
+            batch.drops[i] = drop
+            continue
+        raw = data if isinstance(data, bytes) else content.encode("utf-8", "surrogatepass")
+        batch.n_bytes[i] = len(raw)
+        batch.digests[i] = content_digest(raw)  # valid UTF-8 bytes are the text's encoding: hashed as read
+        kept.append(i)
+        kept_contents.append(content)
+    contents = kept_contents
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
     arrays = encoder.encode_arrays(contents, num_threads=threads) if contents else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
@@ -183,8 +192,9 @@ def process_batch(docs: list[RawDoc]) -> Batch:
 
 
 def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, str | None]:
-    """The document's content if every filter keeps it (a file's bytes as read when they are ASCII, which
-    the filters and the tokenizer take as they are: no decoding), else a drop reason."""
+    """The document's content if the per-document filters keep it (a file's bytes as read when they are
+    ASCII, which the filters and the tokenizer take as they are: no decoding), else a drop reason. The
+    quality filters run afterwards over the whole batch at once."""
     if config.languages is not None and doc.lang not in _WORKER["languages"]:
         return None, "language"
     if doc.licenses is not None and not license_allowed(doc.licenses, _WORKER["allowlist"]):
@@ -199,7 +209,7 @@ def _screen(doc: RawDoc, config: PipelineConfig) -> tuple[str | bytes | None, st
         return None, "empty"
     if len(content) > config.max_bytes:
         return None, "too_large"
-    return (None, reason) if (reason := config.quality.check(content)) else (content, None)
+    return content, None
 
 
 # -- the main side -----------------------------------------------------------------------------------------
@@ -297,13 +307,12 @@ def _other_threads() -> list[threading.Thread]:
 def _ordered_map(
     fn: Callable, batches: Iterator, workers: int, initargs: tuple, ctx: multiprocessing.context.BaseContext
 ) -> Iterator:
-    """fn over batches in order, with at most IN_FLIGHT batches per worker in flight (bounded memory).
+    """fn over batches, results in input order, on `workers` worker processes (in this one if 0).
 
-    Batch k goes to worker k % workers, so each worker's results come back in order on its own pipe, read
-    by this thread. (multiprocessing.Pool cost about a core-second more per 100 MB here: a second thread
-    unpickles its results beside this one, and its worker-watching thread spins while a result waits in the
-    pipe.) Tasks go through a Queue, whose feeder thread never lets a large task block this thread while
-    a worker is blocked sending a large result."""
+    (multiprocessing.Pool cost about a core-second more per 100 MB here: a second thread unpickles its
+    results beside this one, and its worker-watching thread spins while a result waits in the pipe.)
+    Tasks go through a Queue, whose feeder thread never lets a large task block this thread while a worker
+    is blocked sending a large result."""
     if workers == 0:
         _init_worker(*initargs)
         for batch in batches:
@@ -312,19 +321,52 @@ def _ordered_map(
     pool = [_Worker(ctx, fn, initargs) for _ in range(workers)]
     finished = False
     try:
-        pending: collections.deque[_Worker] = collections.deque()
-        for k, batch in enumerate(batches):
-            worker = pool[k % workers]
-            worker.tasks.put(batch)
-            pending.append(worker)
-            if len(pending) >= IN_FLIGHT * workers:
-                yield pending.popleft().result()
-        while pending:
-            yield pending.popleft().result()
+        yield from _schedule(pool, batches)
         finished = True
     finally:
         for worker in pool:
             worker.stop(wait=finished)
+
+
+def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
+    """Each worker gets a new batch as soon as it returns one (IN_FLIGHT queued or in progress), whatever
+    the others do; results are read as they come and yielded in input order.
+
+    Workers thus run ahead of a slow batch rather than wait for it (handing batches out in turn, a worker
+    sat idle whenever one batch took longer than its neighbours, ~10% of the time here), up to AHEAD
+    batches per worker dispatched but not yet yielded: memory stays bounded. Which worker handled a batch
+    does not change its result, so the output does not depend on the timing.
+    """
+    numbered = enumerate(batches)
+    assigned: dict[_Worker, collections.deque[int]] = {worker: collections.deque() for worker in pool}
+    by_connection = {worker.results: worker for worker in pool}
+    received: dict[int, Any] = {}  # results that came before an earlier one
+    limit, next_index, dispatched, exhausted = AHEAD * len(pool), 0, 0, False
+
+    def dispatch() -> None:
+        nonlocal dispatched, exhausted
+        for worker in pool:
+            while not exhausted and len(assigned[worker]) < IN_FLIGHT and dispatched - next_index < limit:
+                item = next(numbered, None)
+                if item is None:
+                    exhausted = True
+                    return
+                worker.tasks.put(item[1])
+                assigned[worker].append(item[0])
+                dispatched += 1
+
+    dispatch()
+    while next_index < dispatched:
+        if next_index in received:
+            yield received.pop(next_index)
+            next_index += 1
+            dispatch()
+            continue
+        busy = [worker.results for worker in pool if assigned[worker]]
+        for connection in multiprocessing.connection.wait(busy):
+            worker = by_connection[connection]
+            received[assigned[worker].popleft()] = worker.result()
+        dispatch()
 
 
 class _RemoteTraceback(Exception):
@@ -372,8 +414,8 @@ def _serve(fn: Callable, initargs: tuple, tasks: Any, results: Any) -> None:
     """A worker's loop: (True, fn(batch)) for each batch, (False, (error, traceback)) on an error, until None.
 
     Results leave through a sending thread: a result is megabytes, the pipe holds 64 KB, and the main
-    process reads results in input order, so a worker that sent them itself would sit idle while the
-    main process reads the other workers' earlier results."""
+    process reads one result at a time, so a worker that sent them itself would sit idle while the main
+    process reads another worker's result (or packs one)."""
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
     sender.start()
@@ -466,6 +508,8 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     try:
         _write_shards(config, docs, encoder, benchmark, stats, dedup, packers)
     except BaseException:
+        for packer in packers.values():
+            packer.writer.abandon()  # its background thread may be writing a shard into staging
         shutil.rmtree(staging, ignore_errors=True)  # a rerun starts over anyway; free the disk now
         raise
     for split, packer in packers.items():

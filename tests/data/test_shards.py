@@ -51,3 +51,44 @@ def test_shard_writer_writes_what_mds_writer_writes(tmp_path: Path) -> None:
         bad.write_rows(tokens=np.zeros((2, 16), np.int64))
     with pytest.raises(ValueError, match="needs the columns"):
         bad.write_rows(tokens=np.zeros((2, 16), np.uint32), sequence_id=np.zeros((2, 16), np.uint16))
+
+
+def _tokens(n: int) -> np.ndarray:
+    return np.arange(n * 16, dtype=np.uint32).reshape(n, 16)
+
+
+def test_finishing_waits_for_queued_uploads_without_polling(tmp_path: Path, monkeypatch) -> None:
+    """streaming sleeps a whole second when an upload is still queued as the index is written; ShardWriter
+    waits for the queue instead (the sleep is made to fail here, with an upload held in the queue)."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import streaming.base.format.base.writer as base_writer
+
+    def no_sleep(seconds: float) -> None:
+        raise AssertionError(f"slept {seconds} s")
+
+    monkeypatch.setattr(base_writer, "sleep", no_sleep)
+    writer = ShardWriter(out=str(tmp_path / "out"), columns=sample_columns(16, False), size_limit=1 << 10)
+    writer.executor = ThreadPoolExecutor(max_workers=1)
+    release = threading.Event()
+    writer.executor.submit(release.wait)  # holds the queue: the shards' uploads wait behind it
+    threading.Timer(0.3, release.set).start()
+    writer.write_rows(tokens=_tokens(40))
+    writer.finish()
+    back = StreamingDataset(local=str(tmp_path / "out"), shuffle=False, batch_size=1)
+    assert len(back) == 40 and np.array_equal(back[39]["tokens"], _tokens(40)[39])
+
+
+def test_a_failure_writing_a_shard_in_the_background_surfaces(tmp_path: Path, monkeypatch) -> None:
+    writer = ShardWriter(out=str(tmp_path / "out"), columns=sample_columns(16, False), size_limit=1 << 10)
+
+    def disk_full(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(writer, "_process_file", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.write_rows(tokens=_tokens(40))  # the first shard fails while the next ones are filled
+        writer.finish()
+    writer.abandon()  # what the pipeline does on an error: nothing is left running
+    assert not writer._background._threads or all(not t.is_alive() for t in writer._background._threads)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -48,3 +49,25 @@ def test_the_progress_bar_monitor_does_not_count_as_a_thread() -> None:
     with tqdm(total=1, file=io.StringIO()) as bar:
         bar.update()
         assert not any(type(t).__name__ == "TMonitor" for t in _other_threads())
+
+
+def _wait_for_others(task: tuple[int, str]) -> int:
+    """Batch 0 waits (up to 20 s) until five later batches are done; the others mark that they are."""
+    index, folder = task
+    if index > 0:
+        Path(folder, str(index)).touch()
+        return index
+    deadline = time.monotonic() + 20
+    while len(os.listdir(folder)) < 5 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return -len(os.listdir(folder))
+
+
+def test_workers_run_ahead_of_a_slow_batch(initargs: tuple, tmp_path: Path) -> None:
+    """While batch 0 is slow, the other worker goes on with later batches (bounded), and the results still
+    come back in input order."""
+    tasks = [(k, str(tmp_path)) for k in range(30)]
+    results = list(_ordered_map(_wait_for_others, iter(tasks), 2, initargs, _worker_context()))
+    assert results[0] <= -5, "the second worker waited for the slow batch"
+    assert results[1:] == list(range(1, 30))
+    assert not multiprocessing.active_children()
