@@ -358,20 +358,28 @@ def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
     dispatch()
     while next_index < dispatched:
         if next_index in received:
-            yield received.pop(next_index)
+            yield _unpack(*received.pop(next_index))  # a worker's error too comes in input order
             next_index += 1
             dispatch()
             continue
         busy = [worker.results for worker in pool if assigned[worker]]
         for connection in multiprocessing.connection.wait(busy):
             worker = by_connection[connection]
-            received[assigned[worker].popleft()] = worker.result()
+            received[assigned[worker].popleft()] = worker.receive()
         dispatch()
 
 
 class _RemoteTraceback(Exception):
     def __str__(self) -> str:
         return str(self.args[0])
+
+
+def _unpack(ok: bool, value: Any) -> Any:
+    """A worker's result, or its error raised here (with the worker's traceback as the cause)."""
+    if not ok:
+        error, trace = value
+        raise error from _RemoteTraceback(f"in a data-preparation worker:\n{trace}")
+    return value
 
 
 class _Worker:
@@ -384,19 +392,16 @@ class _Worker:
         self.process.start()
         child_end.close()
 
-    def result(self) -> Any:
+    def receive(self) -> tuple[bool, Any]:
+        """The next (True, result) or (False, (error, traceback)); raises if the worker died."""
         try:
-            ok, value = self.results.recv()
+            return self.results.recv()
         except EOFError:
             self.process.join(5)
             raise RuntimeError(
                 f"a data-preparation worker died (exit code {self.process.exitcode}; -9 is usually the "
                 "out-of-memory killer: try fewer --workers)"
             ) from None
-        if not ok:
-            error, trace = value
-            raise error from _RemoteTraceback(f"in a data-preparation worker:\n{trace}")
-        return value
 
     def stop(self, wait: bool) -> None:
         """Let the worker finish (all its results were read), or end it now (after an error here)."""

@@ -29,8 +29,16 @@ def test_results_come_back_in_input_order(initargs: tuple, workers: int, method:
     assert not multiprocessing.active_children()  # every worker has exited
 
 
-def test_a_worker_error_keeps_its_type_and_traceback(initargs: tuple) -> None:
-    results = _ordered_map(int, iter(["1", "2", "three", "4"]), 2, initargs, _worker_context())
+def _slow_first_int(task: tuple[int, str]) -> int:
+    if task[0] == 0:
+        time.sleep(0.5)  # the other worker's error arrives first
+    return int(task[1])
+
+
+def test_a_worker_error_keeps_its_type_traceback_and_place(initargs: tuple) -> None:
+    """The error comes when its batch's turn comes: results of the batches before it are not lost."""
+    tasks = iter(enumerate(["1", "2", "three", "4"]))
+    results = _ordered_map(_slow_first_int, tasks, 2, initargs, _worker_context())
     assert next(results) == 1 and next(results) == 2
     with pytest.raises(ValueError, match="three") as raised:
         next(results)
