@@ -30,3 +30,33 @@ def test_deduplicator_drops_copies_and_near_copies() -> None:
         for d in (doc, doc, near, other)
     ]
     assert verdicts == [None, "exact_duplicate", "near_duplicate", None]
+
+
+def test_digest_set_is_a_set_across_merges(monkeypatch) -> None:
+    from replitlm.data.dedup import DigestSet
+
+    monkeypatch.setattr(DigestSet, "MERGE", 64)  # many merges
+    rng = np.random.default_rng(6)
+    digests = [content_digest(bytes([k % 251, k // 251])) for k in rng.integers(0, 3000, 5000)]
+    digests += [bytes([255] * 8) + bytes(8), bytes(16)]  # the extremes of the 64-bit keys
+    seen, reference = DigestSet(), set()
+    for digest in digests + digests[:100]:
+        assert seen.add(digest) == (digest not in reference), digest
+        reference.add(digest)
+    assert len(seen) == len(reference) and len(seen.merged) > len(seen.recent)
+
+
+def test_digest_set_memory_per_digest(monkeypatch) -> None:
+    import tracemalloc
+
+    from replitlm.data.dedup import DigestSet
+
+    monkeypatch.setattr(DigestSet, "MERGE", 2048)
+    digests = [content_digest(k.to_bytes(4, "little")) for k in range(20 * DigestSet.MERGE)]
+    tracemalloc.start()
+    seen = DigestSet()
+    for digest in digests:
+        seen.add(digest)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert size / len(digests) < 40, size / len(digests)  # a set of the digests: ~150 bytes each
