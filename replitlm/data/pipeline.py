@@ -8,9 +8,10 @@
 The workers' work is most of the CPU, so they see files as bytes (ASCII files are filtered and tokenized
 without decoding) and send each batch back as a few columns and one token array.
 
-Nothing is held whole in memory: at most a few batches are in flight, and the dedup state is a digest per
-kept file (plus an LSH signature with near-dedup). A run is all-or-nothing: an interrupted run leaves only
-the staging folder, which the next run removes and redoes; the same input and seed give identical bytes.
+Nothing is held whole in memory: at most a few batches are in flight, and the dedup state is 8 bytes per
+kept file (plus datasketch's LSH entries with near-dedup, ~4.7 KB). A run is all-or-nothing: an
+interrupted run leaves only the staging folder, which the next run removes and redoes; the same input and
+seed give identical bytes.
 """
 
 from __future__ import annotations
