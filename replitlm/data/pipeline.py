@@ -151,7 +151,8 @@ def process_batch(docs: list[RawDoc]) -> Batch:
     """Everything per document that needs no global state (runs in a worker)."""
     config: PipelineConfig = _WORKER["config"]
     encoder: TokenEncoder = _WORKER["encoder"]
-    batch, screened, contents = Batch(), [], []
+    batch = Batch()
+    screened = []  # (index in the batch, data as read, content) of documents the per-document filters keep
     for doc in docs:
         if doc.deferred and config.languages is not None and doc.lang not in _WORKER["languages"]:
             batch.append(doc.source, doc.lang, "language")
@@ -160,10 +161,10 @@ def process_batch(docs: list[RawDoc]) -> Batch:
         content, drop = (None, doc.drop) if doc.drop else _screen(doc, config)
         i = batch.append(doc.source, doc.lang, drop, doc.detail)
         if content is not None:
-            screened.append((i, doc.data))
-            contents.append(content)
-    kept, kept_contents = [], []
-    for (i, data), content, drop in zip(screened, contents, config.quality.check_many(contents), strict=True):
+            screened.append((i, doc.data, content))
+    verdicts = config.quality.check_many([content for _, _, content in screened])
+    kept, contents = [], []
+    for (i, data, content), drop in zip(screened, verdicts, strict=True):
         if drop:
             batch.drops[i] = drop
             continue
@@ -171,8 +172,7 @@ def process_batch(docs: list[RawDoc]) -> Batch:
         batch.n_bytes[i] = len(raw)
         batch.digests[i] = content_digest(raw)  # valid UTF-8 bytes are the text's encoding: hashed as read
         kept.append(i)
-        kept_contents.append(content)
-    contents = kept_contents
+        contents.append(content)
     threads = 1 if config.workers else -1  # one thread per worker process, or all cores in-process
     arrays = encoder.encode_arrays(contents, num_threads=threads) if contents else []
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
