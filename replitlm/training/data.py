@@ -8,6 +8,8 @@ that Composer stores in every checkpoint, so a resumed run sees exactly the samp
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
@@ -64,6 +66,15 @@ def check_shards(index: Path, where: str) -> None:
             )
 
 
+# A shard state streaming never uses (it has INVALID..LOCAL = 0..3): preparing this shard failed. The states
+# live in shared memory that every DataLoader worker and every rank on the node sees.
+SHARD_FAILED = 255
+
+
+class ShardFailedElsewhere(RuntimeError):
+    """Another process on this node (a DataLoader worker, another rank) failed to prepare a shard we need."""
+
+
 class CheckedStreamingDataset(StreamingDataset):
     """A StreamingDataset whose epoch fails loudly, and lets the process exit, when a shard cannot be read.
 
@@ -71,12 +82,27 @@ class CheckedStreamingDataset(StreamingDataset):
     iterator just stops: a short epoch on this rank while the others go on, so the run hangs until a
     collective times out, or trains on with fewer samples. When the main thread's own attempt fails, the
     error propagates but the threads wait forever for the shard, and the process hangs at exit joining
-    them. Here both cases raise a DataError naming the section, after telling the threads to stop.
+    them. And the shard stays marked "being prepared" in the state every worker and rank on the node
+    shares, so they wait for it forever too (a DataLoader delivers batches in order: the failed worker's
+    error waits behind the batch of a worker that hangs). Here a failed shard is marked failed for all of
+    them, and each raises a DataError naming the section, after telling its threads to stop.
     """
 
     def __init__(self, *, where: str = "dataset", **kwargs: Any) -> None:
         self.where = where  # the config section, for errors
         super().__init__(**kwargs)
+
+    def prepare_shard(self, shard_id: int, blocking: bool = True) -> None:
+        if self._shard_states[shard_id] == SHARD_FAILED:
+            raise ShardFailedElsewhere(self._failed_elsewhere(shard_id))
+        try:
+            super().prepare_shard(shard_id, blocking)
+        except Exception as exc:
+            # recorded before the mark, so that this process reports this cause and not "elsewhere"
+            self._shard_error = exc
+            log.error("%s: preparing shard %s failed: %s", self.where, self._shard_name(shard_id), exc)
+            self._shard_states[shard_id] = SHARD_FAILED
+            raise
 
     def on_exception(self, future: Future) -> None:
         if future.exception() is not None:
@@ -84,12 +110,32 @@ class CheckedStreamingDataset(StreamingDataset):
         super().on_exception(future)
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not hasattr(self, "_event"):  # super() makes a plain Event only when there is none
+            self._event = _StopOnFailedShard(self)
         try:
             yield from super().__iter__()
-        except Exception as exc:
-            self._fail(exc)
-        if self._event.is_set():  # set by on_exception: a thread failed and streaming ended the epoch early
+        except Exception as exc:  # from the main thread, or streaming's "Background thread failed" at start
+            self._fail(getattr(self, "_shard_error", None) or exc)
+        if self._event.is_set():  # a thread failed (or a shard did elsewhere) and streaming ended the epoch
             self._fail(getattr(self, "_shard_error", None))
+
+    def first_failed_shard(self) -> int | None:
+        failed = np.flatnonzero(self._shard_states.numpy() == SHARD_FAILED)
+        return int(failed[0]) if len(failed) else None
+
+    def note_failed_elsewhere(self, shard_id: int) -> None:
+        if getattr(self, "_shard_error", None) is None:
+            self._shard_error = ShardFailedElsewhere(self._failed_elsewhere(shard_id))
+
+    def _failed_elsewhere(self, shard_id: int) -> str:
+        return (
+            f"shard {self._shard_name(shard_id)} could not be prepared by another DataLoader worker or rank "
+            "on this node; its log says why"
+        )
+
+    def _shard_name(self, shard_id: int) -> str:
+        raw, zipped = self.shards[shard_id].file_pairs[0]
+        return (zipped or raw).basename
 
     def _fail(self, cause: BaseException | None) -> None:
         if hasattr(self, "_event"):
@@ -101,6 +147,27 @@ class CheckedStreamingDataset(StreamingDataset):
             "one `local` folder: each node decompresses shards there (give each node its own `local` and put "
             "the shared folder in `remote`)."
         ) from cause
+
+
+class _StopOnFailedShard(threading.Event):
+    """The event streaming's threads and sample loop poll every few milliseconds to stop early, also set
+    once any process on the node marked a shard failed (looked up at most every LOOK_EVERY seconds)."""
+
+    LOOK_EVERY = 0.05
+
+    def __init__(self, dataset: CheckedStreamingDataset) -> None:
+        super().__init__()
+        self.dataset, self.next_look = dataset, 0.0
+
+    def is_set(self) -> bool:
+        if super().is_set() or time.monotonic() < self.next_look:
+            return super().is_set()
+        self.next_look = time.monotonic() + self.LOOK_EVERY
+        failed = self.dataset.first_failed_shard()
+        if failed is not None:
+            self.dataset.note_failed_elsewhere(failed)
+            self.set()
+        return super().is_set()
 
 
 def build_dataset(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ import streaming.base.stream
 
 from replitlm.training.config import DatasetSection, LoaderSection
 from replitlm.training.data import (
+    SHARD_FAILED,
     CheckedStreamingDataset,
     DataError,
     TokenCollator,
@@ -19,17 +21,22 @@ from replitlm.training.data import (
 )
 
 
-@pytest.fixture
-def second_shard_vanishes(monkeypatch: pytest.MonkeyPatch) -> None:
+def make_second_shard_vanish(monkeypatch: pytest.MonkeyPatch, after_seconds: float = 0.0) -> None:
     """Decompressing shard 1 fails, as when another node renamed it away, a remote lost it, a disk error..."""
     decompress = streaming.base.stream.Stream._decompress_shard_part
 
     def fail_on_shard_1(self, zip_info, zip_filename, raw_filename, compression) -> None:
         if "shard.00001" in zip_filename:
+            time.sleep(after_seconds)  # meanwhile other processes see the shard "being prepared" and wait
             raise FileNotFoundError(2, "No such file or directory", zip_filename)
         decompress(self, zip_info, zip_filename, raw_filename, compression)
 
     monkeypatch.setattr(streaming.base.stream.Stream, "_decompress_shard_part", fail_on_shard_1)
+
+
+@pytest.fixture
+def second_shard_vanishes(monkeypatch: pytest.MonkeyPatch) -> None:
+    make_second_shard_vanish(monkeypatch)
 
 
 def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
@@ -62,10 +69,17 @@ def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
         shutil.copytree(token_data / "train", tmp_path / "bad" / "train")
 
 
+@pytest.mark.timeout(120)  # the bug this guards against is a hang: fail in minutes, not at the suite's limit
+@pytest.mark.parametrize("failing_takes", [0.0, 1.0], ids=["fails-at-once", "fails-while-others-wait"])
 def test_the_error_reaches_the_training_loop_from_dataloader_workers(
-    token_data: Path, tmp_path: Path, second_shard_vanishes: None
+    token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, failing_takes: float
 ) -> None:
-    """The shipped YAMLs read shards in DataLoader worker processes: the DataError must come through them."""
+    """The shipped YAMLs read shards in DataLoader worker processes: the DataError must come through them.
+
+    When the failing worker takes its time, the other one finds the shard "being prepared" and waits for it;
+    the DataLoader delivers batches in order, so unless the waiting worker gives up too, the failed worker's
+    error queues behind a batch that never comes (a hang seen in CI)."""
+    make_second_shard_vanish(monkeypatch, after_seconds=failing_takes)
     shutil.copytree(token_data, tmp_path / "bad")
     section = DatasetSection(local=str(tmp_path / "bad"), split="train", shuffle=False)
     loader = LoaderSection(dataset=section, num_workers=2)
@@ -73,6 +87,21 @@ def test_the_error_reaches_the_training_loop_from_dataloader_workers(
     with pytest.raises(DataError, match=r"train_loader\.dataset: reading the shards failed .*00001"):
         for _ in build_dataloader(loader, 4, collator, train=True):
             pass
+
+
+def test_a_shard_another_process_failed_fails_this_one_too(token_data: Path, tmp_path: Path) -> None:
+    """Shard states are shared by every worker and rank on a node: one marked failed is not waited for."""
+    shutil.copytree(token_data, tmp_path / "ds")
+    dataset = build_dataset(
+        DatasetSection(local=str(tmp_path / "ds"), split="train", shuffle=False), 4, where="t"
+    )
+    dataset._shard_states[1] = SHARD_FAILED  # as another process's CheckedStreamingDataset leaves it
+    with pytest.raises(DataError, match=r"shard\.00001\.mds\.zstd could not be prepared by another"):
+        sum(1 for _ in dataset)
+    joined = threading.Thread(target=dataset._executor.shutdown, kwargs={"wait": True}, daemon=True)
+    joined.start()
+    joined.join(timeout=20)
+    assert not joined.is_alive(), "streaming's threads still wait for the shard"
 
 
 def test_several_nodes_without_a_remote_are_told_not_to_share_local(
