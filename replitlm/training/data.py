@@ -85,7 +85,8 @@ class CheckedStreamingDataset(StreamingDataset):
     them. And the shard stays marked "being prepared" in the state every worker and rank on the node
     shares, so they wait for it forever too (a DataLoader delivers batches in order: the failed worker's
     error waits behind the batch of a worker that hangs). Here a failed shard is marked failed for all of
-    them, and each raises a DataError naming the section, after telling its threads to stop.
+    them, and each raises a DataError naming the section, after telling its threads to stop. An epoch whose
+    loop is dropped unfinished stops its threads too, instead of leaving them polling until the next epoch.
     """
 
     def __init__(self, *, where: str = "dataset", **kwargs: Any) -> None:
@@ -112,8 +113,17 @@ class CheckedStreamingDataset(StreamingDataset):
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not hasattr(self, "_event"):  # super() makes a plain Event only when there is none
             self._event = _StopOnFailedShard(self)
+        epoch = None  # streaming's per-epoch iterator, whose threads prepare shards ahead of this loop
         try:
-            yield from super().__iter__()
+            for sample in super().__iter__():
+                epoch = epoch or self._iterator  # set by super() for this epoch, before its first sample
+                yield sample
+        except GeneratorExit:
+            # The loop was dropped mid-epoch (an eval subset, the end of training): streaming's threads
+            # would otherwise poll every few milliseconds until the next epoch or the end of the process.
+            if epoch is not None:
+                epoch.non_blocking_exit()
+            raise
         except Exception as exc:  # from the main thread, or streaming's "Background thread failed" at start
             self._fail(getattr(self, "_shard_error", None) or exc)
         if self._event.is_set():  # a thread failed (or a shard did elsewhere) and streaming ended the epoch

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import shutil
+import sys
 import threading
 import time
+import traceback
 from pathlib import Path
 
 import pytest
@@ -34,17 +36,32 @@ def make_second_shard_vanish(monkeypatch: pytest.MonkeyPatch, after_seconds: flo
     monkeypatch.setattr(streaming.base.stream.Stream, "_decompress_shard_part", fail_on_shard_1)
 
 
+def zipped_copy(source: Path, dest: Path) -> Path:
+    """A copy with only the zstd shards: tests that train on the session's shards decompress them in place,
+    and a copy with the raw shards would never decompress (nor fail to)."""
+    shutil.copytree(source, dest, ignore=shutil.ignore_patterns("*.mds"))
+    return dest
+
+
 @pytest.fixture
 def second_shard_vanishes(monkeypatch: pytest.MonkeyPatch) -> None:
     make_second_shard_vanish(monkeypatch)
+
+
+def threads_stop(dataset: CheckedStreamingDataset, within: float = 20) -> bool:
+    """streaming's shard threads finish (so the process can exit, and they stop polling)."""
+    joined = threading.Thread(target=dataset._executor.shutdown, kwargs={"wait": True}, daemon=True)
+    joined.start()
+    joined.join(timeout=within)
+    return not joined.is_alive()
 
 
 def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
     token_data: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     """streaming 0.13 alone: a short epoch (failure in its thread) or a hang at exit (in the main thread)."""
-    shutil.copytree(token_data, tmp_path / "ok")
-    shutil.copytree(token_data, tmp_path / "bad")
+    zipped_copy(token_data, tmp_path / "ok")
+    zipped_copy(token_data, tmp_path / "bad")
 
     def dataset(name: str) -> CheckedStreamingDataset:
         return build_dataset(
@@ -61,12 +78,9 @@ def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
         ):
             sum(1 for _ in bad)
         # the process can exit: the threads stopped waiting for the shard that never came
-        joined = threading.Thread(target=bad._executor.shutdown, kwargs={"wait": True}, daemon=True)
-        joined.start()
-        joined.join(timeout=20)
-        assert not joined.is_alive(), f"attempt {attempt}: streaming's threads still wait for the shard"
+        assert threads_stop(bad), f"attempt {attempt}: streaming's threads still wait for the shard"
         shutil.rmtree(tmp_path / "bad" / "train")
-        shutil.copytree(token_data / "train", tmp_path / "bad" / "train")
+        zipped_copy(token_data / "train", tmp_path / "bad" / "train")
 
 
 @pytest.mark.timeout(120)  # the bug this guards against is a hang: fail in minutes, not at the suite's limit
@@ -80,7 +94,7 @@ def test_the_error_reaches_the_training_loop_from_dataloader_workers(
     the DataLoader delivers batches in order, so unless the waiting worker gives up too, the failed worker's
     error queues behind a batch that never comes (a hang seen in CI)."""
     make_second_shard_vanish(monkeypatch, after_seconds=failing_takes)
-    shutil.copytree(token_data, tmp_path / "bad")
+    zipped_copy(token_data, tmp_path / "bad")
     section = DatasetSection(local=str(tmp_path / "bad"), split="train", shuffle=False)
     loader = LoaderSection(dataset=section, num_workers=2)
     collator = TokenCollator(max_seq_len=32, vocab_size=32768, pad_id=2, use_sequence_id=False)
@@ -91,17 +105,50 @@ def test_the_error_reaches_the_training_loop_from_dataloader_workers(
 
 def test_a_shard_another_process_failed_fails_this_one_too(token_data: Path, tmp_path: Path) -> None:
     """Shard states are shared by every worker and rank on a node: one marked failed is not waited for."""
-    shutil.copytree(token_data, tmp_path / "ds")
+    zipped_copy(token_data, tmp_path / "ds")
     dataset = build_dataset(
         DatasetSection(local=str(tmp_path / "ds"), split="train", shuffle=False), 4, where="t"
     )
     dataset._shard_states[1] = SHARD_FAILED  # as another process's CheckedStreamingDataset leaves it
     with pytest.raises(DataError, match=r"shard\.00001\.mds\.zstd could not be prepared by another"):
         sum(1 for _ in dataset)
-    joined = threading.Thread(target=dataset._executor.shutdown, kwargs={"wait": True}, daemon=True)
-    joined.start()
-    joined.join(timeout=20)
-    assert not joined.is_alive(), "streaming's threads still wait for the shard"
+    assert threads_stop(dataset), "streaming's threads still wait for the shard"
+
+
+def shard_threads_polling(dataset: CheckedStreamingDataset, within: float = 10) -> int:
+    """How many of the dataset's threads are still in streaming's prepare/ready loops after `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        frames = sys._current_frames()
+        busy = [
+            t
+            for t in list(dataset._executor._threads)
+            if t.ident in frames
+            and any(
+                f.name in ("_prepare_thread", "_ready_thread")
+                for f in traceback.extract_stack(frames[t.ident])
+            )
+        ]
+        if not busy or time.monotonic() > deadline:
+            return len(busy)
+        time.sleep(0.05)
+
+
+def test_a_loop_dropped_mid_epoch_stops_the_shard_threads(token_data: Path) -> None:
+    """Eval subsets and the end of training leave an epoch unfinished: its threads must not poll on."""
+    dataset = build_dataset(DatasetSection(local=str(token_data), split="train", shuffle=False), 4)
+    first = iter(dataset)
+    next(first)
+    assert shard_threads_polling(dataset, within=0) == 2  # the control: prepare and ready run ahead
+    first.close()  # what dropping the DataLoader's iterator does to its dataset's generator
+    assert shard_threads_polling(dataset) == 0, "streaming's threads poll on after the loop was dropped"
+
+    second = iter(dataset)  # a new epoch begun before the last one's loop is dropped (as a DataLoader may)
+    next(second)
+    third = iter(dataset)
+    next(third)
+    second.close()  # must stop only its own epoch's threads
+    assert sum(1 for _ in third) == 95
 
 
 def test_several_nodes_without_a_remote_are_told_not_to_share_local(
