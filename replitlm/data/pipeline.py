@@ -329,6 +329,9 @@ def _ordered_map(
             worker.stop(wait=finished)
 
 
+_END = object()  # the end of the batches (a batch may be any value)
+
+
 def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
     """Each worker gets a new batch as soon as it returns one (IN_FLIGHT queued or in progress), whatever
     the others do; results are read as they come and yielded in input order.
@@ -338,7 +341,6 @@ def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
     batches per worker dispatched but not yet yielded: memory stays bounded. Which worker handled a batch
     does not change its result, so the output does not depend on the timing.
     """
-    numbered = enumerate(batches)
     assigned: dict[_Worker, collections.deque[int]] = {worker: collections.deque() for worker in pool}
     by_connection = {worker.results: worker for worker in pool}
     received: dict[int, Any] = {}  # results that came before an earlier one
@@ -348,12 +350,12 @@ def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
         nonlocal dispatched, exhausted
         for worker in pool:
             while not exhausted and len(assigned[worker]) < IN_FLIGHT and dispatched - next_index < limit:
-                item = next(numbered, None)
-                if item is None:
+                batch = next(batches, _END)
+                if batch is _END:
                     exhausted = True
                     return
-                worker.tasks.put(item[1])
-                assigned[worker].append(item[0])
+                worker.tasks.put(batch)
+                assigned[worker].append(dispatched)  # the batch's index in the input
                 dispatched += 1
 
     dispatch()

@@ -129,13 +129,13 @@ class CheckedStreamingDataset(StreamingDataset):
         if self._event.is_set():  # a thread failed (or a shard did elsewhere) and streaming ended the epoch
             self._fail(getattr(self, "_shard_error", None))
 
-    def first_failed_shard(self) -> int | None:
+    def any_shard_failed(self) -> bool:
+        """Whether some process on the node marked a shard failed (its cause kept for __iter__ if we have
+        none of our own)."""
         failed = np.flatnonzero(self._shard_states.numpy() == SHARD_FAILED)
-        return int(failed[0]) if len(failed) else None
-
-    def note_failed_elsewhere(self, shard_id: int) -> None:
-        if getattr(self, "_shard_error", None) is None:
-            self._shard_error = ShardFailedElsewhere(self._failed_elsewhere(shard_id))
+        if len(failed) and getattr(self, "_shard_error", None) is None:
+            self._shard_error = ShardFailedElsewhere(self._failed_elsewhere(int(failed[0])))
+        return bool(len(failed))
 
     def _failed_elsewhere(self, shard_id: int) -> str:
         return (
@@ -170,13 +170,10 @@ class _StopOnFailedShard(threading.Event):
         self.dataset, self.next_look = dataset, 0.0
 
     def is_set(self) -> bool:
-        if super().is_set() or time.monotonic() < self.next_look:
-            return super().is_set()
-        self.next_look = time.monotonic() + self.LOOK_EVERY
-        failed = self.dataset.first_failed_shard()
-        if failed is not None:
-            self.dataset.note_failed_elsewhere(failed)
-            self.set()
+        if not super().is_set() and time.monotonic() >= self.next_look:
+            self.next_look = time.monotonic() + self.LOOK_EVERY
+            if self.dataset.any_shard_failed():
+                self.set()
         return super().is_set()
 
 
