@@ -36,7 +36,7 @@ from replitlm.training.callbacks import (
 )
 from replitlm.training.composer_model import ComposerReplitLM
 from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigError
-from replitlm.training.data import TokenCollator, build_dataloader
+from replitlm.training.data import TokenCollator, build_dataloader, data_spec
 from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
 from replitlm.training.multinode import per_node_signal_files
@@ -151,12 +151,15 @@ def build_loader(
     batch_size: int,
     train: bool,
 ) -> Any:
-    """A text (packed token shards) or finetuning (prompt/response examples) dataloader."""
+    """A text (packed token shards) or finetuning (prompt/response examples) dataloader, as a DataSpec that
+    counts real and loss-generating tokens (see `tokens_in_batch`)."""
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     collator = build_collator(cfg, loader, config, pad_id)
     if loader.name == "finetuning":
-        return build_finetuning_dataloader(loader, tokenizer, cfg.max_seq_len, batch_size, collator, train)
-    return build_dataloader(loader, batch_size, collator, train=train)
+        built = build_finetuning_dataloader(loader, tokenizer, cfg.max_seq_len, batch_size, collator, train)
+    else:
+        built = build_dataloader(loader, batch_size, collator, train=train)
+    return data_spec(built)
 
 
 def clean_stale_streaming_memory() -> None:
@@ -338,6 +341,9 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
             algorithms=build_algorithms(cfg),
             precision=cfg.precision,
             device_train_microbatch_size=cfg.device_train_microbatch_size,
+            # Each microbatch's loss is a mean over its labelled tokens: weigh it by them, so one update does
+            # not depend on how the batch is split into microbatches and ranks (llm-foundry does the same).
+            accumulate_train_batch_on_tokens=True,
             parallelism_config=parallelism,
             loggers=build_loggers(cfg),
             callbacks=build_callbacks(cfg) + list(extra_callbacks),

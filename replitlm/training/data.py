@@ -320,3 +320,23 @@ def torch_dataloader(
         persistent_workers=loader.persistent_workers and loader.num_workers > 0,
         timeout=loader.timeout,
     )
+
+
+def tokens_in_batch(batch: dict[str, torch.Tensor]) -> dict[str, int]:
+    """Composer's token counts of a batch: `total`, the real tokens (padding excluded), for `tok` durations
+    and the speed monitor; `loss_generating`, the labels the model's shift keeps (the first label of a row
+    predicts nothing), by which gradient accumulation weighs microbatches and ranks."""
+    ids = batch["input_ids"]
+    mask = batch.get("attention_mask")
+    total = int(mask.sum()) if mask is not None else ids.numel()
+    labels = batch.get("labels")
+    if labels is None:  # every next token is a target, except after each row's last real token
+        return {"total": total, "loss_generating": max(0, total - ids.shape[0])}
+    return {"total": total, "loss_generating": int((labels[:, 1:] != -100).sum())}
+
+
+def data_spec(loader: DataLoader) -> Any:
+    """The loader as a Composer DataSpec that counts tokens as `tokens_in_batch` does."""
+    from composer.core import DataSpec
+
+    return DataSpec(loader, get_num_tokens_in_batch=tokens_in_batch)

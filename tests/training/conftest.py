@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from streaming import MDSWriter
 
-from tests.conftest import REPO, SPIECE
+from tests.conftest import REPO, SPIECE, tiny_model
 
 TINY = REPO / "yamls" / "quickstart" / "tiny-cpu.yaml"
 
@@ -38,6 +38,17 @@ def token_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_token_shards(root / "train", 96, 32, seed=0, sequence_id=True)
     write_token_shards(root / "val", 16, 32, seed=1, sequence_id=True)
     return root
+
+
+@pytest.fixture(scope="session")
+def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random base model with the replit tokenizer, saved like any HF folder (read-only for tests)."""
+    from replitlm import ReplitLMTokenizer
+
+    folder = tmp_path_factory.mktemp("base")
+    tiny_model(n_heads=2, vocab_size=32768, max_seq_len=128).save_pretrained(folder)
+    ReplitLMTokenizer(vocab_file=str(SPIECE)).save_pretrained(folder)
+    return folder
 
 
 def tiny_overrides(data: Path, run_dir: Path, **extra: object) -> list[str]:

@@ -17,22 +17,10 @@ from replitlm import ReplitLMForCausalLM
 from replitlm.training.config import load_train_config
 from replitlm.training.run import main as train_main
 from replitlm.training.run import train
-from tests.conftest import SPIECE, tiny_model
 from tests.training.test_finetuning import ALPACA, LORA_TINY
 from tests.training.test_train import Recorder
 
 IDS = torch.randint(3, 30000, (2, 24), generator=torch.Generator().manual_seed(0))
-
-
-@pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A tiny random base model with the replit tokenizer, saved like any HF folder."""
-    from replitlm import ReplitLMTokenizer
-
-    folder = tmp_path_factory.mktemp("base")
-    tiny_model(n_heads=2, vocab_size=32768, max_seq_len=128).save_pretrained(folder)
-    ReplitLMTokenizer(vocab_file=str(SPIECE)).save_pretrained(folder)
-    return folder
 
 
 def lora_overrides(base: Path, run_dir: Path, **extra: object) -> list[str]:
