@@ -15,6 +15,7 @@ from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_
 
 from replitlm.checkpoint import save_pretrained_atomic
 from replitlm.lora import is_peft_model, save_adapter
+from replitlm.training.data import tokens_in_batch
 
 
 class NonFiniteLossError(RuntimeError):
@@ -22,38 +23,61 @@ class NonFiniteLossError(RuntimeError):
 
 
 class StopOnNonFiniteLoss(Callback):
-    """Stop the run at the first batch whose loss is NaN/inf on any rank.
+    """Stop the run at the first batch with a NaN/inf loss in any microbatch on any rank, before its update.
 
-    It runs at BATCH_END, before Composer's checkpoint saver (BATCH_CHECKPOINT), so the last checkpoint on disk
-    is the last good one. The flag is all-reduced so every rank stops together instead of hanging in a
-    collective while one rank raises.
+    Composer overwrites `state.loss` with each microbatch's loss, so every microbatch is looked at as it is
+    computed (AFTER_LOSS); the verdict comes after the batch's last backward (AFTER_TRAIN_BATCH), before
+    gradient clipping, `optimizer.step` and the checkpoint saver, so no update and no checkpoint of that
+    batch exist and the last good checkpoint stays `latest`. The flag is all-reduced so every rank stops
+    together instead of hanging in a collective while one rank raises.
     """
 
-    def batch_end(self, state: State, logger: Logger) -> None:
-        losses = state.loss.values() if isinstance(state.loss, dict) else [state.loss]
-        losses = [loss.detach().float().reshape(-1) for loss in losses if isinstance(loss, torch.Tensor)]
-        if not losses:
-            return
-        bad = (~torch.isfinite(torch.cat(losses))).any().float().reshape(1)
+    def __init__(self) -> None:
+        self.bad: torch.Tensor | None = None  # on the loss's device: no host sync per microbatch
+
+    def after_loss(self, state: State, logger: Logger) -> None:
+        for loss in _losses(state.loss):
+            flag = (~torch.isfinite(loss)).any().float().reshape(1)
+            self.bad = flag if self.bad is None else torch.maximum(self.bad, flag)
+
+    def after_train_batch(self, state: State, logger: Logger) -> None:
+        bad, self.bad = self.bad, None
+        if bad is None:  # no loss seen on this rank; the others still wait for its vote
+            bad = torch.zeros(1, device=next(state.model.parameters()).device)
         dist.all_reduce(bad, reduce_operation="MAX")
         if bad.item() > 0:
-            batch = int(state.timestamp.batch)
+            batch = (
+                int(state.timestamp.batch) + 1
+            )  # the batch being trained: the timestamp counts finished ones
             raise NonFiniteLossError(
-                f"the training loss is NaN or infinite at batch {batch}: stopping. No checkpoint of this state was "
-                "written; resume from the last one in save_folder (autoresume=true) with a lower optimizer.lr, "
-                "a longer scheduler.t_warmup or algorithms.gradient_clipping."
+                f"the training loss is NaN or infinite at batch {batch}: stopping before its update. No "
+                "checkpoint of it was written; resume from the last one in save_folder (autoresume=true) with "
+                "a lower optimizer.lr, a longer scheduler.t_warmup or algorithms.gradient_clipping."
             )
 
 
 class LossHistory(Callback):
-    """The training loss of every batch of this session (for the end-of-run summary)."""
+    """The training loss of every batch of this session (for the end-of-run summary): the mean over all its
+    microbatches on this rank, each weighed by its loss-generating tokens as the update weighs it."""
 
     def __init__(self) -> None:
         self.losses: list[float] = []
+        self._sum: torch.Tensor | float = 0.0  # a tensor on the loss's device until the batch ends
+        self._tokens = 0
+
+    def after_loss(self, state: State, logger: Logger) -> None:
+        tokens = tokens_in_batch(state.batch)["loss_generating"]
+        self._sum = self._sum + sum(loss.float().mean() for loss in _losses(state.loss)) * tokens
+        self._tokens += tokens
 
     def batch_end(self, state: State, logger: Logger) -> None:
-        loss = state.loss
-        self.losses.append(float(sum(loss.values()) if isinstance(loss, dict) else loss))
+        self.losses.append(float(self._sum) / max(1, self._tokens))
+        self._sum, self._tokens = 0.0, 0
+
+
+def _losses(loss: Any) -> list[torch.Tensor]:
+    values = loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple)) else [loss]
+    return [v.detach() for v in values if isinstance(v, torch.Tensor)]
 
 
 class AverageGlooFSDP2Gradients(Algorithm):

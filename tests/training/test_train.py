@@ -12,7 +12,7 @@ from composer.loggers import Logger
 from transformers import MptForCausalLM
 
 from replitlm import ReplitLMForCausalLM
-from replitlm.training.callbacks import NonFiniteLossError
+from replitlm.training.callbacks import LossHistory, NonFiniteLossError
 from replitlm.training.config import load_train_config
 from replitlm.training.run import train
 from tests.training.conftest import TINY, tiny_overrides
@@ -101,6 +101,57 @@ def test_a_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(
     names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
     assert "ep0-ba4-rank0.pt" in names and not any("ba5" in n or "ba6" in n for n in names)
     assert not (tmp_path / "hf").exists()
+
+
+class PoisonMicrobatch(Callback):
+    """Turns one microbatch's loss into NaN in its forward's output (as an overflow would)."""
+
+    def __init__(self, batch: int, microbatch: int) -> None:
+        self.batch, self.microbatch, self.seen = batch, microbatch, 0
+
+    def batch_start(self, state: State, logger: Logger) -> None:
+        self.seen = 0
+
+    def after_forward(self, state: State, logger: Logger) -> None:
+        if int(state.timestamp.batch) + 1 == self.batch and self.seen == self.microbatch:
+            state.outputs["loss"] = state.outputs["loss"] * float("nan")
+        self.seen += 1
+
+
+@pytest.mark.parametrize("microbatch", [0, 1])
+def test_a_nan_in_any_microbatch_stops_the_run_before_its_update_and_checkpoint(
+    token_data: Path, tmp_path: Path, microbatch: int
+) -> None:
+    """Two microbatches per batch (4 samples, microbatch 2); the first one's NaN hides behind the second's
+    finite loss in `state.loss`."""
+    history = LossHistory()
+    with pytest.raises(NonFiniteLossError, match="NaN or infinite at batch 2: stopping before its update"):
+        run(
+            token_data,
+            tmp_path,
+            [PoisonMicrobatch(2, microbatch), history],
+            max_duration="4ba",
+            save_interval="1ba",
+        )
+    names = {p.name for p in (tmp_path / "checkpoints").iterdir()}
+    assert "ep0-ba1-rank0.pt" in names and not any("ba2" in n or "ba3" in n for n in names), names
+    assert (tmp_path / "checkpoints" / "latest-rank0.pt").resolve().name == "ep0-ba1-rank0.pt"
+    assert len(history.losses) == 1 and math.isfinite(history.losses[0])
+
+
+def test_the_loss_summary_is_the_token_weighted_mean_of_every_microbatch(
+    token_data: Path, tmp_path: Path
+) -> None:
+    seen: list[float] = []
+
+    class Each(Callback):
+        def after_loss(self, state: State, logger: Logger) -> None:
+            seen.append(float(state.loss))
+
+    history = LossHistory()
+    run(token_data, tmp_path, [Each(), history], max_duration="2ba")
+    assert len(seen) == 4  # 2 batches x 2 microbatches of equal, fully labelled rows
+    assert history.losses == pytest.approx([(seen[0] + seen[1]) / 2, (seen[2] + seen[3]) / 2], rel=1e-6)
 
 
 def test_sequence_id_reaches_the_model_when_it_attends_per_document(token_data: Path, tmp_path: Path) -> None:
