@@ -76,6 +76,8 @@ def save_adapter(
     """
     if state_dict is not None and dtype is not None:
         state_dict = {k: v.to(dtype) if v.is_floating_point() else v for k, v in state_dict.items()}
+    if state_dict is not None and any("_fsdp_wrapped_module" in n for n, _ in peft_model.named_modules()):
+        peft_model = _unwrapped_twin(peft_model)
     config = peft_model.peft_config[peft_model.active_adapter]
     base = config.base_model_name_or_path
     if base and Path(base).is_dir():  # a local base: record where it is, not where we happened to run from
@@ -87,6 +89,23 @@ def save_adapter(
         for name, content in (tokenizer_files or {}).items():
             (tmp / name).write_bytes(content)
     return Path(folder)
+
+
+def _unwrapped_twin(peft_model: Any) -> Any:
+    """The same adapters on the same architecture, built on the meta device (no memory).
+
+    peft picks the adapter's tensors out of a state dict by module names, and FSDP1 inserts
+    `_fsdp_wrapped_module.` into those names, so an FSDP1-wrapped model would save an empty adapter. The twin
+    has the plain names that the gathered state dict uses; the tensors come from that state dict.
+    """
+    import copy
+
+    from peft import get_peft_model
+
+    base = peft_model.get_base_model()
+    with torch.device("meta"):
+        twin = type(base)(base.config)
+    return get_peft_model(twin, copy.deepcopy(peft_model.peft_config[peft_model.active_adapter]))
 
 
 def adapter_base(adapter: str | os.PathLike[str]) -> str | None:

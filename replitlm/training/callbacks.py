@@ -12,9 +12,11 @@ from composer.core import Algorithm, Callback, Event, State, Time, TimeUnit
 from composer.loggers import Logger
 from composer.utils import dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+from torch.distributed.fsdp import FullyShardedDataParallel
 
 from replitlm.checkpoint import save_pretrained_atomic
 from replitlm.lora import is_peft_model, save_adapter
+from replitlm.training.composer_model import plain_name
 from replitlm.training.data import tokens_in_batch
 
 
@@ -141,16 +143,23 @@ class HFExport(Callback):
 
     def export(self, state: State, folder: Path) -> None:
         model = state.model.module if hasattr(state.model, "module") else state.model  # DDP wraps it
-        inner = model.model
-        adapter = is_peft_model(inner)  # LoRA: the adapter alone, in PEFT's format
-        options = StateDictOptions(full_state_dict=True, cpu_offload=True, ignore_frozen_params=adapter)
-        weights = get_model_state_dict(inner, options=options)
+        inner = model.model  # FSDP1 wraps this one (FSDP2 shards it in place)
+        unwrapped = inner.module if isinstance(inner, FullyShardedDataParallel) else inner
+        adapter = is_peft_model(unwrapped)  # LoRA: the adapter alone, in PEFT's format
+        # Gathered to rank 0's CPU (FSDP1 gives the other ranks an empty dict, so frozen parameters are
+        # filtered here rather than by `ignore_frozen_params`, which fails there).
+        weights = get_model_state_dict(
+            inner, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
+        )
+        if adapter:
+            trained = {plain_name(n) for n, p in unwrapped.named_parameters() if p.requires_grad}
+            weights = {k: v for k, v in weights.items() if k in trained}
         if dist.get_global_rank() == 0:
             tokenizer = getattr(model, "tokenizer", None)
             if adapter:
-                save_adapter(inner, folder, weights, self.dtype, tokenizer=tokenizer)
+                save_adapter(unwrapped, folder, weights, self.dtype, tokenizer=tokenizer)
             else:
-                save_pretrained_atomic(inner.config, weights, folder, self.dtype, tokenizer=tokenizer)
+                save_pretrained_atomic(unwrapped.config, weights, folder, self.dtype, tokenizer=tokenizer)
         dist.barrier()
 
 

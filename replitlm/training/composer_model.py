@@ -42,16 +42,17 @@ class ComposerReplitLM(HuggingFaceModel):
         if not self.using_peft:
             return full
         prefix = kwargs.get("prefix", args[1] if len(args) > 1 else "")
-        trainable = {prefix + name for name, p in self.named_parameters() if p.requires_grad}
-        return {k: v for k, v in full.items() if k in trainable}
+        # FSDP1 and activation checkpointing name parameters through their wrappers; state dict keys do not
+        trainable = {plain_name(prefix + name) for name, p in self.named_parameters() if p.requires_grad}
+        return {k: v for k, v in full.items() if plain_name(k) in trainable}
 
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """With LoRA, the checkpoint must hold every trained tensor; the frozen base is not in it (see above)."""
         if not self.using_peft:
             return super().load_state_dict(state_dict, strict=strict, assign=assign)
         result = super().load_state_dict(state_dict, strict=False, assign=assign)
-        trainable = {_plain(n) for n, p in self.named_parameters() if p.requires_grad}
-        missing = [k for k in result.missing_keys if _plain(k) in trainable]
+        trainable = {plain_name(n) for n, p in self.named_parameters() if p.requires_grad}
+        missing = [k for k in result.missing_keys if plain_name(k) in trainable]
         if strict and (missing or result.unexpected_keys):
             raise CheckpointError(
                 "the checkpoint does not fit this LoRA model (another lora config?): missing "
@@ -59,20 +60,26 @@ class ComposerReplitLM(HuggingFaceModel):
             )
         return result
 
+    def forward(self, batch: dict[str, Any]) -> Any:
+        """Training and evaluation never reuse keys and values: no KV cache (at 3B, an 8x2048 eval batch's
+        cache alone is ~5 GiB), whatever the config's `use_cache` says for generation."""
+        return super().forward({**batch, "use_cache": False})
+
     def flops_per_batch(self, batch: dict[str, Tensor]) -> float:
         """Training FLOPs (forward + backward = 3x forward) of one batch, for the speed monitor's MFU.
 
-        Matmuls cost 2 FLOPs per parameter per token (the tied embedding counts once, as the output head);
-        attention adds 2·2·S·d per token per layer (QKᵀ and AV), halved because only the causal half is useful.
+        llm-foundry's formula, so MFU compares with published MPT numbers: matmuls cost 2 FLOPs per parameter
+        per token (the tied embedding counted once, as the output head), and attention 2·2·S·d per token per
+        layer (QKᵀ and AV over the whole S×S square, although causal attention needs only half of it).
         """
         config = self.config
         batch_size, seq_len = batch["input_ids"].shape
         matmul = 2 * self.n_params * seq_len
-        attention = config.n_layers * 2 * 2 * config.d_model * seq_len * seq_len / 2
+        attention = config.n_layers * 2 * 2 * config.d_model * seq_len * seq_len
         return 3 * (matmul + attention) * batch_size
 
 
-def _plain(name: str) -> str:
+def plain_name(name: str) -> str:
     """A parameter name without the wrappers FSDP1 and activation checkpointing insert."""
     return name.replace("_fsdp_wrapped_module.", "").replace("_checkpoint_wrapped_module.", "")
 
