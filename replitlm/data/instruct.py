@@ -133,6 +133,10 @@ def to_prompt_response(record: Any, template: PromptTemplate) -> tuple[str, str]
         prompt = template.render(instruction, input_text)
     if not response.strip():
         raise InstructError("empty response")
+    if not prompt:
+        # Nothing would predict the response's first token (unpacked), or the previous example's EOS would
+        # be trained to predict it (packed): give every example a prompt, even a one-line comment.
+        raise InstructError("empty prompt")
     return prompt, response
 
 

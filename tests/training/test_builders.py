@@ -85,3 +85,22 @@ def test_collator_pads_short_samples_and_refuses_foreign_ids() -> None:
         collate([{"tokens": np.array([150], dtype=np.uint32), "sequence_id": np.zeros(1, dtype=np.uint16)}])
     with pytest.raises(DataError, match="no `sequence_id` column"):
         collate([{"tokens": np.array([1], dtype=np.uint32)}])
+
+
+def test_lora_keeps_every_trained_tensor_in_fp32_over_a_bf16_base(base) -> None:
+    """peft upcasts only the LoRA matrices; a bf16 `modules_to_save` copy would round 2e-4 updates away."""
+    from replitlm.training.builders import build_model, build_model_config
+    from replitlm.training.config import load_train_config
+    from tests.conftest import REPO
+
+    cfg = load_train_config(
+        REPO / "yamls" / "finetune" / "lora-instruct.yaml",
+        [f"model.pretrained_model_name_or_path={base}", "lora.modules_to_save=[wte]", "max_seq_len=128"],
+    )
+    assert cfg.model.pretrained_dtype == "bfloat16"
+    model = build_model(cfg, build_model_config(cfg))
+    trained = {n: p.dtype for n, p in model.named_parameters() if p.requires_grad}
+    frozen = {p.dtype for p in model.parameters() if not p.requires_grad}
+    assert any("modules_to_save" in n for n in trained) and any("lora_A" in n for n in trained)
+    assert set(trained.values()) == {torch.float32}, trained
+    assert frozen == {torch.bfloat16}, "the frozen base stays in bf16"

@@ -104,6 +104,7 @@ def test_bad_records_are_reported_with_their_line_numbers(tokenizer, tmp_path: P
         {"instruction": "Empty.", "output": "   "},
         {"instruction": ["not", "a string"], "output": "y"},
         {"prompt": "p", "response": 3},
+        {"prompt": "", "response": "z = 1"},  # packed, the previous example's EOS would learn to predict it
     ]
     data = tmp_path / "bad.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in lines) + "\n{not json\n")
@@ -114,7 +115,8 @@ def test_bad_records_are_reported_with_their_line_numbers(tokenizer, tmp_path: P
         f"{data}:3: empty response",
         f"{data}:4: field 'instruction' must be a string, got list",
         f"{data}:5: field 'response' must be a string, got int",
-        f"{data}:6: invalid JSON (Expecting property name enclosed in double quotes)",
+        f"{data}:6: empty prompt",
+        f"{data}:7: invalid JSON (Expecting property name enclosed in double quotes)",
     ]
     with pytest.raises(DataError, match=rf"{data}:2: missing field 'output' \(train_loader.dataset.strict"):
         build_samples(DatasetSection(path=str(data), strict=True), tokenizer, 64, "train_loader")
