@@ -341,6 +341,12 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
         raise TrainConfigError("lora.quantize: a 4/8-bit base trains on one GPU per process (DDP), not FSDP")
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
+    fsdp1 = cfg.fsdp_config is not None and os.environ.get("FSDP_VERSION") != "2"
+    if fsdp1 and cfg.lora is not None and dist.get_world_size() == 1:
+        raise TrainConfigError(
+            "fsdp_config: LoRA under FSDP1 in a single process fails in torch 2.7 (NO_SHARD with frozen "
+            "parameters, pytorch#151223); one process needs no sharding: remove fsdp_config, or set FSDP_VERSION=2"
+        )
     clean_stale_streaming_memory()
     prepare_autoresume(cfg)
     reproducibility.seed_all(cfg.seed)

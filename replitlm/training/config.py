@@ -9,6 +9,7 @@ valid key. A top-level `variables:` section holds free-form values for `${...}` 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from dataclasses import dataclass, field
@@ -122,7 +123,7 @@ class OptimizerSection:
 class SchedulerSection:
     name: str = "cosine_with_warmup"  # cosine_with_warmup | linear_decay_with_warmup | constant_with_warmup
     t_warmup: str = "100ba"
-    alpha_f: float = 0.1  # final LR as a fraction of the peak (cosine, linear)
+    alpha_f: float = 0.0  # final LR as a fraction of the peak (cosine, linear); Composer's default
     t_max: str = "1dur"
 
 
@@ -382,6 +383,7 @@ def validate(config: TrainConfig) -> None:
         ("scheduler.t_max", config.scheduler.t_max),
     ]:
         _check_time(value, path)
+    _check_scheduler_units(config)
     export = config.callbacks.hf_export
     if export is not None:
         _one_of(export.dtype, ("float32", "bfloat16", "float16"), "callbacks.hf_export.dtype")
@@ -481,6 +483,13 @@ def _validate_lora(lora: LoraSection, config: TrainConfig) -> None:
         "model.init_device",
         "LoRA adds adapters to built weights: use 'cpu'",
     )
+    fsdp1 = config.fsdp_config is not None and os.environ.get("FSDP_VERSION") != "2"
+    _check(
+        not fsdp1 or config.model.pretrained_dtype == "float32",
+        "model.pretrained_dtype",
+        "LoRA under FSDP1 needs 'float32': FSDP1 flattens each block's frozen and trained tensors into one "
+        "dtype, and trained ones stay fp32 (FSDP_VERSION=2 takes a bf16 base)",
+    )
     if (
         config.fsdp_config is not None
     ):  # FSDP1 must keep the original parameters to mix frozen and trained ones
@@ -500,6 +509,35 @@ def _validate_fsdp(fsdp: dict[str, Any]) -> None:
     for key in fsdp:
         if key not in valid:
             raise TrainConfigError(f"fsdp_config.{key}: unknown key{_closest(key, sorted(valid))}")
+
+
+def _check_scheduler_units(config: TrainConfig) -> None:
+    """Composer's warmup schedulers need t_warmup and t_max in one unit once 'dur' is read as max_duration's
+    unit and epochs as batches; it would only say so inside the Trainer, after the model is built."""
+    duration = _scheduler_unit(config.max_duration, config.max_duration)
+    s = config.scheduler
+    warmup, t_max = (_scheduler_unit(t, config.max_duration) for t in (s.t_warmup, s.t_max))
+    if warmup != t_max:
+        where = "" if s.t_max.endswith("dur") else f" (scheduler.t_max '{s.t_max}')"
+        raise TrainConfigError(
+            f"scheduler.t_warmup: '{s.t_warmup}' counts {_UNIT_NAMES[warmup]} but the schedule runs in "
+            f"{_UNIT_NAMES[t_max]} (max_duration '{config.max_duration}'{where}); Composer needs one unit: "
+            f"write t_warmup in {_UNIT_NAMES[t_max]}, or as a fraction of the run (e.g. '0.01dur')"
+        )
+    _check(duration != "sec", "max_duration", "must count batches, epochs, tokens or samples, not seconds")
+
+
+_UNIT_NAMES = {"ba": "batches", "tok": "tokens", "sp": "samples", "iter": "iterations", "sec": "seconds"}
+
+
+def _scheduler_unit(value: str, max_duration: str) -> str:
+    """The unit Composer's schedulers compare `value` in: 'dur' becomes max_duration's, epochs batches."""
+    from composer.core import Time, TimeUnit
+
+    unit = Time.from_timestring(value).unit
+    if unit == TimeUnit.DURATION:
+        unit = Time.from_timestring(max_duration).unit
+    return "ba" if unit == TimeUnit.EPOCH else unit.value
 
 
 def _check_time(value: str, path: str) -> None:

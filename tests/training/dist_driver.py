@@ -41,7 +41,18 @@ class GradNorms(Callback):
             if p.grad is not None:
                 g = p.grad.full_tensor() if hasattr(p.grad, "full_tensor") else p.grad
                 total += g.double().pow(2).sum()
+        if _fsdp1_sharded(state.model):  # each rank holds a disjoint shard of every gradient
+            torch.distributed.all_reduce(total)
         self.norms.append(total.sqrt().item())
+
+
+def _fsdp1_sharded(model: torch.nn.Module) -> bool:
+    from torch.distributed.fsdp import FullyShardedDataParallel, ShardingStrategy
+
+    return any(
+        isinstance(m, FullyShardedDataParallel) and m.sharding_strategy != ShardingStrategy.NO_SHARD
+        for m in model.modules()
+    )
 
 
 def count_pretrained_loads() -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -17,6 +19,7 @@ from replitlm.training.builders import _init_one, build_model_config, build_opti
 from replitlm.training.config import load_train_config
 from replitlm.training.data import DataError, TokenCollator
 from replitlm.training.lion import DecoupledLionW
+from tests.conftest import REPO, SPIECE
 from tests.training.conftest import TINY
 
 
@@ -104,3 +107,68 @@ def test_lora_keeps_every_trained_tensor_in_fp32_over_a_bf16_base(base) -> None:
     assert any("modules_to_save" in n for n in trained) and any("lora_A" in n for n in trained)
     assert set(trained.values()) == {torch.float32}, trained
     assert frozen == {torch.bfloat16}, "the frozen base stays in bf16"
+
+
+SHIPPED = sorted(p for p in (REPO / "yamls").rglob("*.yaml") if p.parts[-2] != "eval")
+
+
+def tiny_start(path: Path, base: Path, token_data: Path, instruct: Path, run_dir: Path) -> list[str]:
+    """Overrides that keep a shipped YAML as it is (optimizer, schedule and its units, FSDP, loggers,
+    callbacks, max_duration) but give it a tiny model, local data, the CPU and fp32."""
+    from omegaconf import OmegaConf
+
+    raw = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    values: dict[str, object] = {
+        "precision": "fp32",
+        "max_seq_len": 32,
+        "global_train_batch_size": 4,
+        "device_train_microbatch_size": 2,
+        "device_eval_batch_size": 2,
+        "tokenizer.name": str(SPIECE),
+        "save_folder": str(run_dir / "checkpoints"),
+        "progress_bar": False,
+    }
+    if raw["model"].get("pretrained_model_name_or_path") is not None:
+        values |= {"model.pretrained_model_name_or_path": str(base), "model.pretrained_dtype": "float32"}
+    else:  # a preset: the tiny one, built on the CPU ('meta' needs CUDA; tests/training/test_distributed.py
+        values |= {
+            "model.size": "tiny",
+            "model.init_device": "cpu",
+            "model.vocab_size": 32768,
+        }  # covers FSDP's meta materialisation)
+    for loader in ("train_loader", "eval_loader"):
+        if raw.get(loader) is None:
+            continue
+        if raw[loader].get("name") == "finetuning":
+            values |= {f"{loader}.dataset.path": str(instruct)}
+        else:
+            values |= {f"{loader}.dataset.local": str(token_data), f"{loader}.dataset.remote": "null"}
+    if (raw.get("callbacks") or {}).get("hf_export") is not None:
+        values["callbacks.hf_export.save_folder"] = str(run_dir / "hf")
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[str(p.relative_to(REPO)) for p in SHIPPED])
+def test_every_shipped_yaml_builds_its_trainer(
+    path: Path, base: Path, token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A shipped YAML must never crash at start (replit-3b's warmup in batches beside a duration in tokens
+    did, in Trainer.__init__). FSDP sections run Composer's FSDP1 path (on the CPU through the test shim)."""
+    from replitlm.training.builders import build_trainer
+    from tests.training import fsdp1_cpu
+    from tests.training.test_accumulation import instruct_records, write_jsonl
+
+    for obj, name, value in fsdp1_cpu.patches():
+        monkeypatch.setattr(obj, name, value)
+    monkeypatch.delenv("FSDP_VERSION", raising=False)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    instruct = write_jsonl(tmp_path / "instruct.jsonl", instruct_records())
+    cfg = load_train_config(path, tiny_start(path, base, token_data, instruct, tmp_path))
+    trainer = build_trainer(cfg)
+    try:
+        assert trainer.state.max_duration is not None
+        if cfg.fsdp_config is not None:
+            assert trainer.state.fsdp_enabled
+    finally:
+        trainer.close()

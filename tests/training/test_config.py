@@ -104,3 +104,55 @@ def test_model_fields_in_the_section_are_checked_by_the_model_config(override: s
     with pytest.raises(TrainConfigError) as err:
         load_train_config(TINY, [override])
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["max_duration=1000000tok", "scheduler.t_warmup=20ba"],
+            "scheduler.t_warmup: '20ba' counts batches but the schedule runs in tokens (max_duration "
+            "'1000000tok'); Composer needs one unit",
+        ),
+        (
+            ["max_duration=2ep", "scheduler.t_warmup=100sp"],
+            "scheduler.t_warmup: '100sp' counts samples but the schedule runs in batches",
+        ),
+        (
+            ["max_duration=100ba", "scheduler.t_max=1000000tok"],
+            "(max_duration '100ba' (scheduler.t_max '1000000tok'))",
+        ),
+    ],
+)
+def test_warmup_and_duration_in_different_units_are_refused_before_the_trainer(
+    overrides: list[str], message: str
+) -> None:
+    with pytest.raises(TrainConfigError) as err:
+        load_train_config(TINY, overrides)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["max_duration=1000000tok", "scheduler.t_warmup=0.01dur"],
+        ["max_duration=1000000tok", "scheduler.t_warmup=5000tok"],
+        ["max_duration=2ep", "scheduler.t_warmup=10ba"],
+        ["max_duration=2ep", "scheduler.t_warmup=1ep"],
+    ],
+)
+def test_units_composer_accepts_pass(overrides: list[str]) -> None:
+    load_train_config(TINY, overrides)
+
+
+def test_scheduler_defaults_are_composers() -> None:
+    """A YAML that omits alpha_f behaves as in llm-foundry (Composer's default, 0.0)."""
+    import inspect
+
+    from composer.optim import CosineAnnealingWithWarmupScheduler, LinearWithWarmupScheduler
+
+    from replitlm.training.config import SchedulerSection
+
+    for scheduler in (CosineAnnealingWithWarmupScheduler, LinearWithWarmupScheduler):
+        default = inspect.signature(scheduler).parameters["alpha_f"].default
+        assert SchedulerSection().alpha_f == default

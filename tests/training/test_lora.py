@@ -245,3 +245,22 @@ def test_eval_applies_the_adapter(base: Path, lora_run, token_data: Path, tmp_pa
     )
     assert plain["tokens"] == adapted["tokens"] and abs(plain["loss"] - adapted["loss"]) > 1e-3
     assert evaluate([*common, "--adapter", str(tmp_path)]) == 2  # not an adapter folder: one line
+
+
+def test_lora_under_fsdp1_in_one_process_is_refused_in_one_line(
+    base: Path, tmp_path: Path, monkeypatch
+) -> None:
+    """torch 2.7's FSDP1 turns FULL_SHARD into NO_SHARD in one process, where LoRA's frozen parameters fail
+    at the first forward ('Cannot writeback when the parameter shape changes', pytorch#151223)."""
+    from replitlm.training.builders import build_trainer
+    from replitlm.training.config import TrainConfigError
+    from tests.training import fsdp1_cpu
+
+    for obj, name, value in fsdp1_cpu.patches():
+        monkeypatch.setattr(obj, name, value)
+    monkeypatch.delenv("FSDP_VERSION", raising=False)
+    cfg = load_train_config(
+        LORA_TINY, lora_overrides(base, tmp_path, fsdp_config="{sharding_strategy: FULL_SHARD}")
+    )
+    with pytest.raises(TrainConfigError, match="fsdp_config: LoRA under FSDP1 in a single process"):
+        build_trainer(cfg)

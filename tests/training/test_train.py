@@ -273,3 +273,22 @@ def test_missing_shards_are_a_one_line_error(tmp_path: Path, capsys: pytest.Capt
         assert "precision: amp_bf16 needs a GPU" in capsys.readouterr().err
     assert main([str(TINY), "optimizer.lrr=1"]) == 2
     assert "optimizer.lrr: unknown key (did you mean 'lr'?)" in capsys.readouterr().err
+
+
+def test_an_error_that_is_not_about_the_checkpoint_keeps_its_own_message(
+    token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a checkpoint to resume from, a Trainer error raised elsewhere (here Composer's own unit check of
+    a schedule that validation would have refused) is not relabelled 'checkpoint cannot be loaded'."""
+    from composer.optim import CosineAnnealingWithWarmupScheduler
+
+    from replitlm.checkpoint import CheckpointError
+    from replitlm.training import builders
+
+    common = {"autoresume": True, "save_interval": "2ba", "max_duration": "2ba"}
+    run(token_data, tmp_path, **common)
+    assert (tmp_path / "checkpoints" / "latest-rank0.pt").exists()
+    monkeypatch.setattr(builders, "build_scheduler", lambda cfg: CosineAnnealingWithWarmupScheduler("64tok"))
+    with pytest.raises(ValueError, match="t_warmup and t_max must use the same units") as err:
+        run(token_data, tmp_path, **{**common, "max_duration": "4ba"})
+    assert not isinstance(err.value, CheckpointError)
