@@ -40,7 +40,7 @@ def free_port() -> int:
 
 def launch(token_data: Path, run_dir: Path, env: dict[str, str] | None = None, **extra: object) -> dict:
     out = run_dir / "driver.json"
-    args = tiny_overrides(token_data, run_dir, **STEPS, **NO_CLIP, **extra)
+    args = tiny_overrides(token_data, run_dir, **{**STEPS, **NO_CLIP, **extra})
     cmd = [
         *COMPOSER,
         "-n",
@@ -99,3 +99,38 @@ def test_fsdp2_on_two_processes_matches_one(token_data: Path, tmp_path: Path, re
     converted = ReplitLMForCausalLM.from_pretrained(composer_to_hf(sharded, tmp_path / "conv")).state_dict()
     exported = ReplitLMForCausalLM.from_pretrained(tmp_path / "hf").state_dict()
     assert all(torch.equal(converted[k], exported[k]) for k in exported)
+
+
+def test_fsdp1_loads_the_base_on_rank_0_only_resumes_bit_exactly_and_exports(
+    token_data: Path, base: Path, tmp_path: Path
+) -> None:
+    """Full fine-tuning of a pretrained base under Composer's FSDP1 (the users' path; on CPUs through
+    tests/training/fsdp1_cpu.py): rank 0 alone reads the weights and FSDP broadcasts them, so both ranks
+    train what one process trains; a run stopped at batch 2 and relaunched ends bit-identical to a straight
+    one; the export loads."""
+    from tests.training import fsdp1_cpu
+
+    pretrained = {"model.size": "null", "model.pretrained_model_name_or_path": str(base)}
+    # sharded checkpoints, as the shipped FSDP YAMLs write them: resumption from FSDP1's default 'full' ones
+    # gave a different first update on CPUs (see docs/reliability.md)
+    fsdp_config = "{sharding_strategy: FULL_SHARD, state_dict_type: sharded}"
+    fsdp = {"fsdp_config": fsdp_config, "autoresume": True, "save_interval": "2ba"}
+    probe = GradNorms()
+    steps = {**STEPS, **NO_CLIP, **pretrained, "max_duration": "4ba"}
+    overrides = tiny_overrides(token_data, tmp_path / "one", **steps)
+    train(load_train_config(TINY, overrides), [probe])
+
+    def launch_fsdp1(run_dir: Path, batches: int) -> dict:
+        return launch(
+            token_data, run_dir, env={fsdp1_cpu.ENV: "1"}, **pretrained, **fsdp, max_duration=f"{batches}ba"
+        )
+
+    straight = launch_fsdp1(tmp_path / "straight", 4)
+    assert straight["grad_norms"] == pytest.approx(probe.norms, rel=1e-5), "rank 1 trained other weights"
+    loads = [json.loads((tmp_path / "straight" / f"driver.json.rank{r}").read_text()) for r in (0, 1)]
+    assert loads[0]["pretrained_loads"] == [str(base)] and loads[1]["pretrained_loads"] == []
+    assert launch_fsdp1(tmp_path / "resumed", 2)["grad_norms"] == straight["grad_norms"][:2]
+    assert launch_fsdp1(tmp_path / "resumed", 4)["grad_norms"] == straight["grad_norms"][2:]
+    a = ReplitLMForCausalLM.from_pretrained(tmp_path / "straight" / "hf").state_dict()
+    b = ReplitLMForCausalLM.from_pretrained(tmp_path / "resumed" / "hf").state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
