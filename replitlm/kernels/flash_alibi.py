@@ -32,6 +32,7 @@ LOG2E = 1.4426950408889634
 INTERPRET = os.environ.get("TRITON_INTERPRET", "0") == "1"
 AUTOTUNE = not INTERPRET and torch.cuda.is_available()
 INTERPRET_BLOCK = 16  # the interpreter runs each program in numpy: small tiles keep tests fast
+DELTA_BLOCK = 64  # rows per program of the (cheap, untuned) delta kernel on a GPU
 DTYPES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
 MAX_HEAD_DIM = 128
 
@@ -101,8 +102,9 @@ def _tuned(shapes: list[tuple[int, int, int, int]]):
     return triton.autotune(configs=_configs(shapes), key=["Q_BUCKET", "K_BUCKET", "HEAD_DIM"])
 
 
-# (BLOCK_M queries, BLOCK_N keys, warps, stages). The last of each list fits fp32 inputs with head dim 128
-# in an H100's shared memory (bf16 fits them all; configs that do not fit are skipped by the autotuner).
+# (BLOCK_M queries, BLOCK_N keys, warps, stages). Configs over a GPU's shared memory are skipped by the
+# autotuner; each list keeps one that fits fp32 inputs with head dim 128 on an A100 (163 KB), the last, and
+# bf16/fp16 fit them all on A100 and H100 (scripts/bench/triton_shared_memory.py compiles them all on CPU).
 FWD_CONFIGS = [
     (128, 64, 4, 3),
     (128, 64, 8, 3),
@@ -111,8 +113,17 @@ FWD_CONFIGS = [
     (64, 64, 4, 4),
     (64, 32, 4, 2),
 ]
-DKDV_CONFIGS = [(32, 128, 4, 3), (32, 128, 8, 3), (64, 128, 8, 3), (32, 64, 4, 4), (64, 64, 4, 3)]
-DQ_CONFIGS = [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4)]
+# The 3-stage tails of the two backward lists are for fp32 on an A100: every other backward config of a
+# head dim over 64 needs more than its 163 KB there.
+DKDV_CONFIGS = [
+    (32, 128, 4, 3),
+    (32, 128, 8, 3),
+    (64, 128, 8, 3),
+    (32, 64, 4, 4),
+    (64, 64, 4, 3),
+    (32, 64, 4, 3),
+]
+DQ_CONFIGS = [(128, 32, 4, 3), (128, 64, 8, 3), (64, 64, 4, 3), (64, 32, 4, 4), (64, 32, 4, 3)]
 
 
 @triton.jit
@@ -482,7 +493,7 @@ def _backward(
     do = do.contiguous()  # o's layout, so the delta kernel takes one set of strides
     statics = _statics(q, mask)
     delta = torch.empty_like(lse)
-    delta_block = INTERPRET_BLOCK if INTERPRET else 64
+    delta_block = INTERPRET_BLOCK if INTERPRET else DELTA_BLOCK
     _delta_kernel[(triton.cdiv(q_len, delta_block), b * h)](
         o, do, delta, *o.stride()[:3], h, q_len,
         HEAD_DIM=d, BLOCK_D=statics["BLOCK_D"], BLOCK_M=delta_block,
