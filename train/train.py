@@ -1,4 +1,4 @@
-"""Train or fine-tune ReplitLM with Composer: `composer train/train.py yamls/finetune/replit-3b.yaml [key=value ...]`.
+"""Train or fine-tune ReplitLM with Composer: `composer train/train.py yamls/finetune.yaml [key=value ...]`.
 
 All logic lives in replitlm.training; see `--help` and the commented YAMLs under yamls/.
 """

@@ -250,7 +250,7 @@ def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str,
         merged = OmegaConf.merge(base, OmegaConf.from_dotlist(list(overrides)))
         raw = OmegaConf.to_container(merged, resolve=True)
     except FileNotFoundError as exc:
-        raise TrainConfigError(f"{path}: no such config file") from exc
+        raise TrainConfigError(f"{path}: no such config file{_shipped_yamls()}") from exc
     except (OmegaConfBaseException, yaml.YAMLError, ValueError) as exc:  # syntax errors, bad interpolations
         first = " ".join(str(exc).split())[:300]
         raise TrainConfigError(f"{path}: {first}") from exc
@@ -260,6 +260,12 @@ def load_train_config(path: str | Path | None, overrides: list[str] | tuple[str,
     validate(config)
     _resolve_sources(config)
     return config
+
+
+def _shipped_yamls() -> str:
+    """'; YAMLs here: ...' listing the training YAMLs under ./yamls (where the README's commands run)."""
+    found = sorted(str(p) for p in Path("yamls").rglob("*.yaml") if p.parts[1:2] != ("eval",))
+    return f"; the YAMLs here: {', '.join(found)}" if found else ""
 
 
 REPLIT_TOKENIZER = "replit/replit-code-v1-3b"

@@ -31,7 +31,7 @@ def test_shipped_yamls_cover_the_documented_recipes() -> None:
         "quickstart/tiny-cpu.yaml",
         "pretrain/replit-3b.yaml",
         "pretrain/replit-125m.yaml",
-        "finetune/replit-3b.yaml",
+        "finetune.yaml",
         "finetune/lora-instruct.yaml",
         "quickstart/lora-tiny-cpu.yaml",
     } <= names
@@ -156,3 +156,13 @@ def test_scheduler_defaults_are_composers() -> None:
     for scheduler in (CosineAnnealingWithWarmupScheduler, LinearWithWarmupScheduler):
         default = inspect.signature(scheduler).parameters["alpha_f"].default
         assert SchedulerSection().alpha_f == default
+
+
+def test_a_missing_yaml_lists_the_ones_that_exist(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+    with pytest.raises(TrainConfigError) as err:
+        load_train_config("yamls/finetune/replit-3b.yaml")
+    message = str(err.value)
+    assert message.startswith("yamls/finetune/replit-3b.yaml: no such config file; the YAMLs here: ")
+    assert "yamls/finetune.yaml" in message and "yamls/quickstart/tiny-cpu.yaml" in message
+    assert "humaneval" not in message, "evaluation YAMLs are not training configs"
