@@ -58,3 +58,22 @@ def test_generate_uses_kv_cache_and_beam_search_works() -> None:
         ids, max_new_tokens=4, num_beams=3, do_sample=False, use_cache=False, pad_token_id=2
     )
     assert torch.equal(beams, no_cache)
+
+
+def test_the_cache_grows_inside_generate_and_changes_no_token() -> None:
+    """More new tokens than the first buffer holds (MIN_CAPACITY): the cache regrows mid-generation, and
+    greedy decoding with it equals decoding without any cache."""
+    from replitlm.cache import MIN_CAPACITY
+
+    model = tiny_model(max_seq_len=512)
+    prompt = torch.randint(3, 500, (1, 9), generator=torch.Generator().manual_seed(3))
+    new = MIN_CAPACITY + 8
+    settings = {"max_new_tokens": new, "min_new_tokens": new, "do_sample": False, "pad_token_id": 2}
+    cache = KVCache(max_len=512)
+    with torch.no_grad():
+        cached = model.generate(prompt, past_key_values=cache, use_cache=True, **settings)
+        uncached = model.generate(prompt, use_cache=False, **settings)
+    assert cached.shape == (1, 9 + new)
+    assert cache.get_seq_length() == 9 + new - 1  # the last token is never fed back
+    assert cache.layers[0]._key_buffer.shape[-2] > MIN_CAPACITY, "the buffer regrew during generate"
+    assert torch.equal(cached, uncached)

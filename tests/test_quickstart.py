@@ -34,7 +34,22 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
     assert "Python" in (run / "eval" / "perplexity.json").read_text()
     model = ReplitLMForCausalLM.from_pretrained(run / "hf")
     assert model.config.vocab_size == len(load_tokenizer(run / "hf")) == 4096
-    assert "def read_config(path):" in first.stdout.split("complete a prompt")[1]
+    # the completion printed is the exported model's greedy continuation of the prompt (stop sequences
+    # trimmed), as generate_code computes it here; and the files the quickstart promises are there
+    from replitlm.generation import DEFAULT_STOP_SEQUENCES, SamplingConfig, generate_code
+    from scripts.quickstart import PROMPT
+
+    printed = first.stdout.split("complete a prompt")[1]
+    sampling = SamplingConfig(
+        max_new_tokens=48, do_sample=False, stop_sequences=tuple(DEFAULT_STOP_SEQUENCES)
+    )
+    (completion,) = generate_code(model.eval(), load_tokenizer(run / "hf"), [PROMPT], sampling)
+    assert PROMPT + completion in printed, (completion, printed[-600:])
+    for name in ("model.safetensors", "config.json", "spiece.model", "tokenizer_config.json"):
+        assert (run / "hf" / name).is_file(), name
+    assert (run / "checkpoints" / "latest-rank0.pt").exists() and (
+        run / "tokenizer" / "spiece.model"
+    ).is_file()
 
     # a second run skips the finished steps and finds the training finished (autoresume)
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)

@@ -60,3 +60,40 @@ def test_digest_set_memory_per_digest(monkeypatch) -> None:
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert size / len(digests) < 40, size / len(digests)  # a set of the digests: ~150 bytes each
+
+
+def shingle_jaccard(a: np.ndarray, b: np.ndarray, shingle: int = 5) -> float:
+    sa, sb = set(ngram_hashes(a, shingle).tolist()), set(ngram_hashes(b, shingle).tolist())
+    return len(sa & sb) / len(sa | sb)
+
+
+def edited_copies(tokenizer) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
+    """(name, file, edited copy, measured shingle Jaccard) of real stdlib files: the copy keeps the file's
+    first part and replaces the rest with another file's tokens, for Jaccards just above and well below the
+    default threshold 0.7 (and above the 0.3 a threshold read as a distance would use)."""
+    from tests.conftest import STDLIB
+
+    names = ["textwrap.py", "lzma.py", "profile.py", "bisect.py"]
+    files = {
+        n: np.asarray(tokenizer.encode_batch([(STDLIB / n).read_text()])[0], dtype=np.uint32) for n in names
+    }
+    filler = np.asarray(tokenizer.encode_batch([(STDLIB / "shlex.py").read_text()])[0], dtype=np.uint32)
+    out = []
+    for name, keep in zip(names, (0.93, 0.92, 0.66, 0.62), strict=True):
+        doc = files[name]
+        cut = int(len(doc) * keep)
+        copy = np.concatenate([doc[:cut], filler[: len(doc) - cut]])
+        out.append((name, doc, copy, shingle_jaccard(doc, copy)))
+    return out
+
+
+def test_near_dedup_decides_at_its_threshold_on_real_files_edited_to_a_measured_jaccard(tokenizer) -> None:
+    for name, doc, copy, jaccard in edited_copies(tokenizer):
+        dedup = Deduplicator(exact=True, near=True, threshold=0.7)
+        assert dedup.check(content_digest(doc.tobytes()), minhash_signature(doc, 128, 5)) is None
+        verdict = dedup.check(content_digest(copy.tobytes()), minhash_signature(copy, 128, 5))
+        if jaccard >= 0.8:  # above 0.7 by a margin the 128-permutation LSH resolves
+            assert verdict == "near_duplicate", (name, jaccard)
+        else:
+            assert 0.4 <= jaccard <= 0.55, (name, jaccard)  # below 0.7, above a mistaken 0.3
+            assert verdict is None, (name, jaccard)

@@ -59,9 +59,18 @@ def test_stdin_is_closed_and_the_folder_is_fresh_and_private() -> None:
 
 @pytest.mark.skipif(not network_isolation(), reason="this OS permits no network namespace here")
 def test_no_network() -> None:
-    source = "import socket\ns = socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', 22))"
-    outcome = run(source)
-    assert outcome.status == "failed" and ("unreachable" in outcome.message or "refused" in outcome.message)
+    import socket
+
+    # A server on the host's loopback: a sample that shared the host's network would reach it; an isolated
+    # one cannot, whether its own loopback is down (unreachable) or up with nothing listening (refused).
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        source = f"import socket\ns = socket.socket()\ns.settimeout(2)\ns.connect(('127.0.0.1', {port}))"
+        outcome = run(source)
+        assert outcome.status == "failed", "the sample reached a server on the host's loopback"
+        assert "unreachable" in outcome.message or "refused" in outcome.message, outcome.message
+        with socket.create_connection(("127.0.0.1", port), timeout=2):  # the server was there to reach
+            pass
     assert (
         run("import socket\nassert [i for i in socket.if_nameindex() if i[1] != 'lo'] == []").status
         == "passed"

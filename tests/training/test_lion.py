@@ -63,20 +63,34 @@ def test_parameters_without_gradients_are_untouched_even_with_decay() -> None:
     assert torch.equal(frozen, torch.ones(3))
 
 
-def test_works_with_composer_schedulers() -> None:
-    """Composer's schedulers scale group['lr']; the decay then follows that ratio (initial_lr stays)."""
-    from composer.core import State, Time
-    from composer.devices import DeviceCPU
+def test_follows_a_composer_schedule_step_by_step() -> None:
+    """A Composer scheduler scales group['lr'] each batch; the update follows that lr and the decoupled decay
+    follows lr / initial_lr, as the step-by-step reference computes them from the cosine formula."""
+    import math
 
-    param = torch.nn.Parameter(torch.ones(2))
-    opt = DecoupledLionW([param], lr=0.1, weight_decay=0.5)
+    from composer.core import State
+    from composer.devices import DeviceCPU
+    from composer.optim.scheduler import compile_composer_scheduler
+
+    torch.manual_seed(2)
+    start = torch.randn(6)
+    grads = [torch.randn(6) for _ in range(5)]
+    param = torch.nn.Parameter(start.clone())
+    opt = DecoupledLionW([param], lr=0.1, betas=(0.9, 0.99), weight_decay=0.5)
     state = State(
-        model=torch.nn.Linear(1, 1), rank_zero_seed=0, run_name="x", device=DeviceCPU(), max_duration="10ba"
+        model=torch.nn.Linear(1, 1), rank_zero_seed=0, run_name="x", device=DeviceCPU(), max_duration="5ba"
     )
     state.optimizers = opt
-    scale = CosineAnnealingScheduler()(state)
-    assert opt.param_groups[0]["initial_lr"] == 0.1
-    assert isinstance(scale, float) and state.max_duration == Time.from_timestring("10ba")
+    schedule = compile_composer_scheduler(CosineAnnealingScheduler(), state)
+    for g in grads:
+        param.grad = g.clone()
+        opt.step()
+        state.timestamp = state.timestamp.to_next_batch(samples=1, tokens=1)
+        schedule.step()
+    lrs = [0.1 * 0.5 * (1 + math.cos(math.pi * t / 5)) for t in range(5)]
+    expected = reference_lion(start, grads, lrs, 0.1, 0.9, 0.99, 0.5)
+    torch.testing.assert_close(param.detach().double(), expected, rtol=0, atol=1e-6)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # the end of the cosine
 
 
 @pytest.mark.parametrize("bad", [{"lr": 0.0}, {"betas": (0.9, 1.0)}, {"weight_decay": -1.0}])
