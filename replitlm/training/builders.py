@@ -30,6 +30,7 @@ from replitlm.tokenizer import load_tokenizer
 from replitlm.training.callbacks import (
     AverageGlooFSDP2Gradients,
     HFExport,
+    RestoreRNGMidEpoch,
     StopOnNonFiniteLoss,
     gloo_avg_sums,
     wandb_logger,
@@ -370,8 +371,9 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
         parallelism["fsdp"]["sync_module_states"] = True
     per_node_signal_files()  # before autoresume: nodes sharing save_folder must not delete each other's file
     checkpoint = checkpoint_to_load(cfg)
+    restore_rng = RestoreRNGMidEpoch()
     try:
-        return Trainer(
+        trainer = Trainer(
             model=model,
             train_dataloader=train_loader,
             eval_dataloader=evaluators or None,
@@ -388,7 +390,7 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
             accumulate_train_batch_on_tokens=True,
             parallelism_config=parallelism,
             loggers=build_loggers(cfg),
-            callbacks=build_callbacks(cfg) + list(extra_callbacks),
+            callbacks=[restore_rng, *build_callbacks(cfg), *extra_callbacks],
             run_name=cfg.run_name,
             save_folder=cfg.save_folder,
             save_interval=cfg.save_interval,
@@ -411,3 +413,5 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
             raise
         detail = " ".join(str(exc).split("\n")[:2]).strip()[:400]
         raise CheckpointError(f"{checkpoint}: cannot be loaded into this run ({detail})") from exc
+    restore_rng.take_over(trainer)
+    return trainer

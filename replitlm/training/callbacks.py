@@ -1,4 +1,5 @@
-"""Composer callbacks and algorithms of our own: HF export, the non-finite loss stop, and the gloo FSDP2 fix."""
+"""Composer callbacks and algorithms of our own: HF export, the non-finite loss stop, the RNG on resume, and the
+gloo FSDP2 fix."""
 
 from __future__ import annotations
 
@@ -80,6 +81,31 @@ class LossHistory(Callback):
 def _losses(loss: Any) -> list[torch.Tensor]:
     values = loss.values() if isinstance(loss, dict) else loss if isinstance(loss, (list, tuple)) else [loss]
     return [v.detach() for v in values if isinstance(v, torch.Tensor)]
+
+
+class RestoreRNGMidEpoch(Callback):
+    """Restore the checkpoint's RNG state (dropout's, among others) when a run resumes mid-epoch.
+
+    Composer 0.32.1 restores it mid-epoch only while spinning a dataloader forward; a StreamingDataset resumes
+    its position by itself, so the resumed run went on with a fresh RNG and ended different from an
+    uninterrupted one. The state is applied just after the first resumed batch is fetched (creating the
+    dataloader's iterator draws from the RNG, which the uninterrupted run did not do at that point).
+    """
+
+    def __init__(self) -> None:
+        self.rng: list[dict] | None = None
+
+    def take_over(self, trainer: Any) -> None:
+        """Take the state Composer would not apply (call after the Trainer is built)."""
+        if trainer._rng_state is not None and int(trainer.state.timestamp.batch_in_epoch) > 0:
+            self.rng, trainer._rng_state = trainer._rng_state, None
+
+    def after_dataloader(self, state: State, logger: Logger) -> None:
+        if self.rng is not None:
+            from composer.utils import reproducibility
+
+            reproducibility.load_rng_state(self.rng)
+            self.rng = None
 
 
 class AverageGlooFSDP2Gradients(Algorithm):

@@ -1,6 +1,7 @@
 """Kill-and-resume: a training run SIGKILLed five times (at random batches, mid-way through writing a
 checkpoint, and between replacing the `latest` link) and restarted with autoresume ends bit-identical to an
-uninterrupted run: the same final weights and optimizer state, and the same sample behind every batch."""
+uninterrupted run: the same final weights and optimizer state, and the same sample behind every batch. The
+run uses dropout (RNG state) and two DataLoader worker processes (reading position), as real runs do."""
 
 from __future__ import annotations
 
@@ -33,7 +34,15 @@ def launch(data: Path, run_dir: Path, fault: str) -> int:
         save_interval=f"{SAVE_EVERY}ba",
         autoresume=True,
         eval_interval="100ba",
-        **{"optimizer.name": "decoupled_adamw"},  # two state tensors per parameter to compare
+        **{
+            "optimizer.name": "decoupled_adamw",  # two state tensors per parameter to compare
+            # dropout draws from the RNG every step, and DataLoader workers hold the reading position:
+            # both must come back exactly from the checkpoint for the runs to end bit-identical
+            "model.resid_pdrop": 0.1,
+            "model.emb_pdrop": 0.1,
+            "model.attn_config.attn_pdrop": 0.1,
+            "train_loader.num_workers": 2,
+        },
     )
     child = FORKSERVER.Process(
         target=kill_driver.run, args=(str(run_dir / "batches.jsonl"), fault, overrides)
