@@ -297,6 +297,18 @@ class ReplitLMConfig(PretrainedConfig):
         config_dict = {k: v for k, v in config_dict.items() if k not in _IGNORED_ON_LOAD}
         return super().from_dict(config_dict, **kwargs)
 
+    # -- saving ---------------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """transformers' dict, with `architectures` naming transformers' built-in MPT classes.
+
+        `save_pretrained` records the class that saved (ReplitLMForCausalLM); vLLM and TGI choose their model
+        implementation by that name and know the built-in MptForCausalLM, which loads our checkpoints as they are.
+        """
+        out = super().to_dict()
+        if out.get("architectures"):
+            out["architectures"] = [EXPORTED_ARCHITECTURES.get(a, a) for a in out["architectures"]]
+        return out
+
 
 def _check(ok: bool, field: str, problem: str) -> None:
     if not ok:
@@ -305,6 +317,8 @@ def _check(ok: bool, field: str, problem: str) -> None:
 
 # Keys a replit config.json carries that mean nothing to this class (remote-code pointers, metadata).
 _IGNORED_ON_LOAD = {"auto_map", "tokenizer_name"}
+# Our classes as config.json names them: transformers' built-in equivalents (same weights, same logits).
+EXPORTED_ARCHITECTURES = {"ReplitLMForCausalLM": "MptForCausalLM", "ReplitLMModel": "MptModel"}
 # PretrainedConfig's own keyword arguments never count as typos of a model field.
 _PRETRAINED_CONFIG_KEYS = set(PretrainedConfig().to_dict()) | {
     "name_or_path",
