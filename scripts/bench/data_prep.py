@@ -44,11 +44,13 @@ folder, model, workers = sys.argv[1], sys.argv[2], int(sys.argv[3])
 sp = spm.SentencePieceProcessor(model_file=model)
 batches, batch, size, n_bytes = [], [], 0, 0
 for name in sorted(os.listdir(folder)):
+    raw = open(os.path.join(folder, name), "rb").read()
+    n_bytes += len(raw)  # every input file, as the pipeline's MB/s counts them
     try:
-        text = open(os.path.join(folder, name), encoding="utf-8").read()
-    except (UnicodeDecodeError, OSError):
-        continue
-    batch.append(text); size += len(text); n_bytes += len(text.encode())
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        continue  # the pipeline drops these too
+    batch.append(raw); size += len(raw)  # UTF-8 bytes, as the pipeline hands them to SentencePiece
     if size > 4 << 20:
         batches.append(batch); batch, size = [], 0
 batches.append(batch)
