@@ -2,6 +2,7 @@
 # make quickstart  — the main job on a built-in default: corpus → tokenizer → MDS → train a tiny model on CPU → export → sample
 # make bench       — the CPU benchmarks (model and trainer vs transformers' MPT; data prep vs raw sentencepiece)
 # make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
+# make mutation    — mutation testing (mutmut) of the modules whose bugs would be silent; report: docs/testing.md
 
 PYTHON ?= python3.11
 VENV ?= .venv
@@ -10,7 +11,7 @@ LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: test lint format quickstart bench lock
+.PHONY: test lint format quickstart bench lock mutation
 
 # pip runs through the venv's real path: console scripts (composer, ...) take it as their shebang, so a venv
 # shared through a symlink (.ci/run) keeps working after the clone that installed it is gone.
@@ -44,3 +45,13 @@ lock:
 	rm -rf /tmp/replitlm-lock && $(PYTHON) -m venv /tmp/replitlm-lock
 	/tmp/replitlm-lock/bin/python -m pip install --quiet ".[dev]"
 	/tmp/replitlm-lock/bin/python -m pip freeze --exclude-editable | grep -v '^replitlm' > requirements.lock
+
+# mutmut's UI (textual) needs rich >= 14, which mosaicml-cli's pin refuses: it gets a venv of its own.
+MUTATION_VENV ?= .venv-mutation
+mutation:
+	@test -x $(MUTATION_VENV)/bin/python || $(PYTHON) -m venv $(MUTATION_VENV)
+	$(MUTATION_VENV)/bin/python -m pip install --quiet -r requirements.lock
+	$(MUTATION_VENV)/bin/python -m pip install --quiet mutmut==3.8.1
+	rm -rf mutants
+	REPLITLM_SHARED=$${REPLITLM_SHARED:-$(CURDIR)/../shared} $(MUTATION_VENV)/bin/mutmut run || true
+	$(MUTATION_VENV)/bin/mutmut results

@@ -97,3 +97,17 @@ def test_near_dedup_decides_at_its_threshold_on_real_files_edited_to_a_measured_
         else:
             assert 0.4 <= jaccard <= 0.55, (name, jaccard)  # below 0.7, above a mistaken 0.3
             assert verdict is None, (name, jaccard)
+
+
+def test_near_dedup_off_keeps_near_copies_and_takes_documents_without_signatures() -> None:
+    rng = np.random.default_rng(6)
+    doc = rng.integers(0, 32768, 400).astype(np.uint32)
+    near = doc.copy()
+    near[100] += 1
+    exact_only = Deduplicator(exact=True, near=False)
+    for d in (doc, near):  # signatures computed or not, near-dedup off drops nothing but exact copies
+        assert exact_only.check(content_digest(d.tobytes()), minhash_signature(d, 128, 5)) is None
+    assert exact_only.check(content_digest(doc.tobytes()), None) == "exact_duplicate"
+    both = Deduplicator(exact=True, near=True)
+    assert both.check(content_digest(doc.tobytes()), None) is None  # a document without a signature
+    assert both.check(content_digest(near.tobytes()), minhash_signature(near, 128, 5)) is None

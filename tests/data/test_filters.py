@@ -187,3 +187,28 @@ def test_ngram_hashes_of_a_long_input_match_each_window_alone() -> None:
         for j in around_boundaries:
             if j % stride == 0:
                 assert hashes[j // stride] == ngram_hashes(tokens[j : j + n], n)[0], (n, stride, j)
+
+
+def test_decontamination_defaults_edges_and_an_empty_benchmark() -> None:
+    """The default window is 20 tokens: a document sharing n + STRIDE - 1 = 23 consecutive benchmark tokens is
+    always caught, one sharing 19 never; the benchmark's largest hash is found too; an empty benchmark flags
+    nothing."""
+    from replitlm.data.decontam import BenchmarkIndex
+
+    rng = np.random.default_rng(11)
+    bench = rng.integers(1000, 30000, 200)
+    index = BenchmarkIndex(["b"], lambda texts: [bench.tolist()])
+    assert index.n == 20
+
+    def doc_sharing(length: int, at: int) -> np.ndarray:
+        filler = rng.integers(30000, 32000, 300)
+        return np.concatenate([filler[:50], bench[at : at + length], filler[50:]]).astype(np.uint32)
+
+    for at in (0, 37, 200 - 23):
+        assert index.contaminated(doc_sharing(23, at)), at
+        assert not index.contaminated(doc_sharing(19, at)), at
+    # every benchmark window, the one with the largest hash included, is found where a document starts
+    top = int(np.argmax(ngram_hashes(bench, 20)))
+    assert index.contaminated(bench[top : top + 20].astype(np.uint32))
+    empty = BenchmarkIndex([], lambda texts: [])
+    assert empty.contaminated_many([bench.astype(np.uint32), bench[:5].astype(np.uint32)]) == [False, False]
