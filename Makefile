@@ -1,4 +1,5 @@
-# make test        — create/refresh .venv from requirements.lock, then lint and run the test suite
+# make install     — create/refresh .venv from requirements.lock and install the project into it (editable)
+# make test        — make install, then lint and run the test suite
 # make quickstart  — the main job on a built-in default: corpus → tokenizer → MDS → train a tiny model on CPU → export → sample
 # make bench       — the CPU benchmarks (model and trainer vs transformers' MPT; data prep vs raw sentencepiece)
 # make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
@@ -9,9 +10,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
-export PYTHONPATH := $(CURDIR)
+PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: test lint format quickstart bench lock mutation
+.PHONY: install test lint format quickstart bench lock mutation
 
 # pip runs through the venv's real path: console scripts (composer, ...) take it as their shebang, so a venv
 # shared through a symlink (.ci/run) keeps working after the clone that installed it is gone.
@@ -22,7 +23,20 @@ $(STAMP): requirements.lock
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-test: $(STAMP) lint
+# The project is installed editable (a `git pull` needs no reinstall; the console scripts come from pyproject).
+# It is reinstalled when pyproject.toml changed, or when the environment's `replitlm` is another clone's: CI
+# shares one environment per lock between clones (.ci/run). The check runs from / so that the current folder
+# does not shadow what is installed.
+WHERE_INSTALLED := import importlib.util as u, sys; s = u.find_spec("replitlm"); \
+	sys.exit(s is None or s.origin != "$(CURDIR)/replitlm/__init__.py")
+install: $(STAMP)
+	@if [ ! -e $(PROJECT_STAMP) ] || ! (cd / && $(abspath $(PY)) -c '$(WHERE_INSTALLED)'); then \
+		echo "installing the project into $(VENV) (editable)"; \
+		PYTHONWARNINGS=ignore $$(readlink -f $(VENV))/bin/python -m pip install --quiet --no-deps -e . \
+		&& rm -f $(VENV)/.project-* && touch $(PROJECT_STAMP); \
+	fi
+
+test: install lint
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
@@ -33,10 +47,10 @@ format: $(STAMP)
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-quickstart: $(STAMP)
+quickstart: install
 	$(PY) scripts/quickstart.py $(ARGS)
 
-bench: $(STAMP)
+bench: install
 	$(PY) scripts/bench/model_speed.py
 	$(PY) scripts/bench/train_speed.py
 	$(PY) scripts/bench/data_prep.py

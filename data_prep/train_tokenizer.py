@@ -1,45 +1,12 @@
 #!/usr/bin/env python
-"""Train a SentencePiece Unigram tokenizer on a code corpus, with replit-code-v1-3b's conventions.
+"""Train a SentencePiece tokenizer on a code corpus, with replit-code-v1-3b's conventions.
 
-    python data_prep/train_tokenizer.py --input ~/src --out tokenizers/mycode --vocab-size 32768
-
-The output folder loads with `ReplitLMTokenizer.from_pretrained(out)` and is a valid `--tokenizer` for
-convert_code_dataset.py. Inputs are read as by convert_code_dataset.py (folders, .jsonl(.gz), .parquet,
-datasets); only decodable, non-empty files are used, up to --max-mb of text.
+The same command as `replitlm-tokenizer`; its code and `--help` are in replitlm/cli/tokenizer.py.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from replitlm.data.sources import InputError
-from replitlm.data.tokenizer_training import corpus_texts, train_tokenizer
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument(
-        "--input", nargs="+", required=True, help="folders, .jsonl(.gz)/.parquet files or saved datasets"
-    )
-    p.add_argument("--out", required=True, help="output folder (spiece.model + tokenizer_config.json)")
-    p.add_argument(
-        "--vocab-size", type=int, default=32768, help="pieces in the vocabulary (default 32768, as replit)"
-    )
-    p.add_argument("--max-mb", type=float, default=500, help="MB of text to train on at most (default 500)")
-    p.add_argument("--threads", type=int, default=2, help="SentencePiece trainer threads (default 2)")
-    args = p.parse_args(argv)
-    try:
-        texts = corpus_texts(args.input, int(args.max_mb * 1e6))
-        out = train_tokenizer(texts, args.out, args.vocab_size, args.threads)
-    except (InputError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}/ (spiece.model, {args.vocab_size} pieces)")
-    return 0
-
+from replitlm.cli.tokenizer import main
 
 if __name__ == "__main__":
     sys.exit(main())

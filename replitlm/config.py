@@ -8,11 +8,12 @@ with errors that name the offending field.
 
 from __future__ import annotations
 
-import difflib
 import math
 from typing import Any
 
 from transformers import PretrainedConfig
+
+from replitlm.suggest import did_you_mean
 
 ATTN_IMPLS = ("torch", "flex", "flash", "triton")
 NORM_TYPES = ("low_precision_layernorm", "layernorm")
@@ -94,17 +95,12 @@ class ConfigError(ValueError):
     """A model config value is invalid; the message names the field."""
 
 
-def _closest(key: str, valid: list[str] | tuple[str, ...]) -> str:
-    match = difflib.get_close_matches(key, list(valid), n=1, cutoff=0.6)
-    return f" (did you mean '{match[0]}'?)" if match else ""
-
-
 def _merge_section(section: str, given: dict[str, Any] | None, defaults: dict[str, Any]) -> dict[str, Any]:
     given = dict(given or {})
     for key in given:
         if key not in defaults:
             raise ConfigError(
-                f"{section}.{key}: unknown key{_closest(key, tuple(defaults))}; valid keys: {sorted(defaults)}"
+                f"{section}.{key}: unknown key{did_you_mean(key, tuple(defaults))}; valid keys: {sorted(defaults)}"
             )
     return {**defaults, **given}
 
@@ -173,7 +169,7 @@ class ReplitLMConfig(PretrainedConfig):
                 "or from_pretrained(), which rename its keys"
             )
         for key in kwargs:
-            typo = _closest(key, MODEL_FIELDS)
+            typo = did_you_mean(key, MODEL_FIELDS)
             if typo and key not in _PRETRAINED_CONFIG_KEYS:
                 raise ConfigError(f"{key}: unknown config field{typo}")
         self.d_model = d_model
@@ -357,7 +353,7 @@ def config_for_size(size: str, **overrides: Any) -> ReplitLMConfig:
     """A replit-style config of a named size; `overrides` replace fields (attn_config/init_config merge)."""
     if size not in MODEL_SIZES:
         raise ConfigError(
-            f"model size '{size}' is not one of {sorted(MODEL_SIZES)}{_closest(size, tuple(MODEL_SIZES))}"
+            f"model size '{size}' is not one of {sorted(MODEL_SIZES)}{did_you_mean(size, tuple(MODEL_SIZES))}"
         )
     fields = {**_REPLIT_COMMON, **MODEL_SIZES[size]}
     for section in ("attn_config", "init_config"):

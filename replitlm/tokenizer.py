@@ -26,20 +26,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import sentencepiece as spm
 from transformers import AutoTokenizer, PreTrainedTokenizer
 from transformers.models.auto.tokenization_auto import get_tokenizer_config
 from transformers.utils import cached_file
 from transformers.utils import logging as hf_logging
 
 from replitlm.fast_tokenizer import build_fast_tokenizer
+from replitlm.hub import looks_like_hub_id
+from replitlm.spiece import OWN_CLASS_KEY, VOCAB_FILE, load_sentencepiece
 
-VOCAB_FILE = "spiece.model"
 FAST_TOKENIZER_FILE = "tokenizer.json"
 TOKENIZER_CONFIG_FILE = "tokenizer_config.json"
 HUB_ID = "replit/replit-code-v1-3b"
-# Written into tokenizer_config.json beside tokenizer_class "PreTrainedTokenizerFast": the class replitlm loads.
-OWN_CLASS_KEY = "replitlm_tokenizer_class"
 _HUB_KWARGS = ("cache_dir", "force_download", "proxies", "token", "revision", "local_files_only", "subfolder")
 
 logger = hf_logging.get_logger(__name__)
@@ -202,24 +200,15 @@ class ReplitLMTokenizer(PreTrainedTokenizer):
         self.sp_model = load_sentencepiece(self.vocab_file)
 
 
-def load_sentencepiece(path: str | os.PathLike[str]) -> spm.SentencePieceProcessor:
-    """A SentencePiece processor, with an error that names the file if it is missing or not a model."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"tokenizer model {path} does not exist")
-    sp = spm.SentencePieceProcessor()
-    try:
-        sp.load(str(path))
-    except (OSError, RuntimeError) as e:
-        raise ValueError(f"{path} is not a SentencePiece model: {e}") from e
-    return sp
-
-
 def load_tokenizer(name_or_path: str | os.PathLike[str], **kwargs: Any) -> ReplitLMTokenizer:
     """The tokenizer from a folder, a hub id (e.g. replit/replit-code-v1-3b) or a bare `.model` file."""
-    if str(name_or_path).endswith(".model"):
-        return ReplitLMTokenizer(vocab_file=str(name_or_path), **kwargs)
-    return ReplitLMTokenizer.from_pretrained(str(name_or_path), **kwargs)
+    name = str(name_or_path)
+    if name.endswith(".model"):
+        return ReplitLMTokenizer(vocab_file=name, **kwargs)
+    if looks_like_hub_id(name):
+        # Fetch the model file first: from_pretrained would turn an unreachable hub into a missing file.
+        cached_file(name, VOCAB_FILE, **{k: v for k, v in kwargs.items() if k in _HUB_KWARGS})
+    return ReplitLMTokenizer.from_pretrained(name, **kwargs)
 
 
 def _read_json(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -290,3 +279,8 @@ def register_auto_classes() -> None:
     stock = AutoTokenizer.from_pretrained.__func__
     if not getattr(stock, "routes_replitlm", False):
         AutoTokenizer.from_pretrained = classmethod(_routing_from_pretrained(stock))
+
+
+# Loading this module is what makes AutoTokenizer route our folders (replitlm/__init__ imports it as soon as
+# transformers loads its auto classes).
+register_auto_classes()

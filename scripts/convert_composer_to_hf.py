@@ -1,46 +1,12 @@
 #!/usr/bin/env python
-"""Convert a Composer checkpoint from train/train.py into a Hugging Face folder (weights, config, tokenizer).
+"""Convert a Composer checkpoint into a Hugging Face folder (or a PEFT adapter folder).
 
-    python scripts/convert_composer_to_hf.py runs/quickstart/checkpoints/latest-rank0.pt runs/quickstart/hf-latest
-    python scripts/convert_composer_to_hf.py checkpoints/replit-3b/ep0-ba2000 out/replit-3b --dtype bfloat16
-
-CHECKPOINT is a full checkpoint file (`*.pt`) or a sharded checkpoint folder (FSDP `state_dict_type: sharded`,
-holding `.metadata` and `__*_*.distcp`). The model config and the tokenizer are stored inside every
-checkpoint, so nothing else is needed. The output loads with `ReplitLMForCausalLM.from_pretrained` and with
-transformers' own `AutoModelForCausalLM`. The checkpoint of a LoRA run (which holds only the adapter) becomes
-a PEFT adapter folder (adapter_config.json + adapter_model.safetensors); see scripts/merge_lora.py.
-
-Composer checkpoints are Python pickles: convert only checkpoints you trust.
+The same command as `replitlm-export`; its code and `--help` are in replitlm/cli/export.py.
 """
 
-from __future__ import annotations
-
-import argparse
 import sys
 
-import torch
-
-from replitlm.checkpoint import CheckpointError, composer_to_hf
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("checkpoint", help="a Composer checkpoint file or sharded checkpoint folder")
-    p.add_argument("out", help="the HF folder to write (replaced if it exists)")
-    p.add_argument(
-        "--dtype", choices=sorted(DTYPES), default="float32", help="weights dtype (default float32)"
-    )
-    args = p.parse_args(argv)
-    try:
-        out = composer_to_hf(args.checkpoint, args.out, DTYPES[args.dtype])
-    except CheckpointError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"wrote {out}")
-    return 0
-
+from replitlm.cli.export import main
 
 if __name__ == "__main__":
     sys.exit(main())

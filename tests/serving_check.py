@@ -1,4 +1,5 @@
-"""Checks run by tests/test_serving.py in a process that cannot import replitlm (`python -I`, cwd outside the repo).
+"""Checks run by tests/test_serving.py in a process that cannot import replitlm (`python -I -S`, cwd outside the
+repo, the environment's packages on sys.path without its .pth files).
 
     python -I serving_check.py tokenizer FOLDER [EVERY]   stdlib ids: AutoTokenizer vs SentencePiece
     python -I serving_check.py model FOLDER EXPECTED.pt   AutoModelForCausalLM logits vs ours
@@ -12,10 +13,14 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
+import os
 import sys
 import sysconfig
 import time
 from pathlib import Path
+
+# -S skipped site-packages and its .pth files (one is the project's editable install): add the folder alone.
+sys.path.append(os.environ["SERVING_SITE_PACKAGES"])
 
 SPACE = "\u2581"
 # SentencePiece adds path scores in float32 and rebases totals past ±1e5, where float32 steps are 2^-7; two

@@ -36,8 +36,8 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
     assert model.config.vocab_size == len(load_tokenizer(run / "hf")) == 4096
     # the completion printed is the exported model's greedy continuation of the prompt (stop sequences
     # trimmed), as generate_code computes it here; and the files the quickstart promises are there
+    from replitlm.cli.quickstart import PROMPT
     from replitlm.generation import DEFAULT_STOP_SEQUENCES, SamplingConfig, generate_code
-    from scripts.quickstart import PROMPT
 
     printed = first.stdout.split("complete a prompt")[1]
     sampling = SamplingConfig(

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 import pytest
@@ -23,11 +24,14 @@ SAMPLE = 6
 
 
 def run_check(cwd: Path, *args: object) -> dict:
-    """tests/serving_check.py under `python -I` in `cwd`: no PYTHONPATH, no user site, no repo on sys.path."""
+    """tests/serving_check.py under `python -I -S` in `cwd`: no PYTHONPATH, no user site, no repo on sys.path,
+    and no .pth files, so the project's editable install (a .pth import hook) is not there either; the
+    environment's packages are reached through SERVING_SITE_PACKAGES."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")} | {
-        "HF_HUB_OFFLINE": "1"
+        "HF_HUB_OFFLINE": "1",
+        "SERVING_SITE_PACKAGES": sysconfig.get_paths()["purelib"],
     }
-    cmd = [sys.executable, "-I", str(CHECK), *map(str, args)]
+    cmd = [sys.executable, "-I", "-S", str(CHECK), *map(str, args)]
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])

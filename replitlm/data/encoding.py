@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from replitlm.tokenizer import ReplitLMTokenizer, load_sentencepiece
+from replitlm.spiece import load_sentencepiece, plain_sentencepiece_folder
 
 
 class TokenEncoder:
@@ -22,17 +22,25 @@ class TokenEncoder:
     def _load(self) -> None:
         self.sp: Any = None
         self.hf: Any = None
+        plain = None if self.spec.endswith(".model") else plain_sentencepiece_folder(self.spec)
         if self.spec.endswith(".model"):
             self.sp = load_sentencepiece(self.spec)
             eos = self.sp.eos_id()
             self.vocab_size = self.sp.get_piece_size()
+        elif plain is not None:  # our own folders, without transformers: workers start at once
+            self.sp, eos = plain
+            self.vocab_size = self.sp.get_piece_size()
         else:
             from transformers import AutoTokenizer
 
-            import replitlm  # noqa: F401 - registers ReplitLMTokenizer with AutoTokenizer
+            from replitlm.hub import HubUnreachableError, hub_errors
+            from replitlm.tokenizer import ReplitLMTokenizer  # AutoTokenizer gives it for our folders
 
             try:
-                tokenizer = AutoTokenizer.from_pretrained(self.spec)
+                with hub_errors(self.spec, "--tokenizer", "tokenizer"):
+                    tokenizer = AutoTokenizer.from_pretrained(self.spec)
+            except HubUnreachableError as e:
+                raise ValueError(str(e)) from None
             except (OSError, ValueError) as e:
                 raise ValueError(f"--tokenizer {self.spec}: cannot load a tokenizer ({e})") from e
             if isinstance(tokenizer, ReplitLMTokenizer):

@@ -18,7 +18,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from replitlm.data.code_pairs import function_pairs, is_function_pairs_spec
 from replitlm.data.sources import jsonl_records
+from replitlm.hub import unreachable
 
 TEMPLATE_WITH_INPUT = "### Instruction:\n{instruction}\n\n### Input:\n{input}\n\n### Response:\n"
 TEMPLATE_NO_INPUT = "### Instruction:\n{instruction}\n\n### Response:\n"
@@ -56,6 +58,9 @@ class ConversionReport:
 
 def iter_records(spec: str, split: str = "train") -> Iterator[tuple[str, Any]]:
     """(location, record) pairs; location is file:line for JSONL, file:index for a JSON list or dataset."""
+    if is_function_pairs_spec(spec):
+        yield from function_pairs(spec)
+        return
     path = Path(spec)
     if path.is_file():
         name = path.name.lower()
@@ -75,11 +80,28 @@ def iter_records(spec: str, split: str = "train") -> Iterator[tuple[str, Any]]:
         ds = datasets.load_from_disk(str(path))
         ds = ds[split] if isinstance(ds, datasets.DatasetDict) else ds
     elif "/" in spec and not spec.startswith((".", "/")):
-        ds = datasets.load_dataset(spec, split=split, streaming=True)
+        yield from _hub_records(spec, split)
+        return
     else:
         raise InstructError(f"--input {spec}: no such file or folder")
     for i, record in enumerate(ds):
         yield f"{spec}[{i}]", record
+
+
+def _hub_records(spec: str, split: str) -> Iterator[tuple[str, Any]]:
+    import datasets
+
+    try:
+        for i, record in enumerate(datasets.load_dataset(spec, split=split, streaming=True)):
+            yield f"{spec}[{i}]", record
+    except (OSError, ValueError) as exc:
+        if not unreachable(exc):
+            raise
+        raise InstructError(
+            f"{spec}: the dataset is on the Hugging Face hub, which cannot be reached from here: use a local "
+            "copy instead (a .json/.jsonl file or a `datasets` folder), or functions:FOLDER for pairs made from "
+            "your own Python code (functions:stdlib: Python's standard library)"
+        ) from None
 
 
 def _json_array(path: Path, text: str) -> Iterator[tuple[str, Any]]:

@@ -31,7 +31,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
@@ -42,8 +42,10 @@ from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, is_blank, license_allowed
 from replitlm.data.languages import REPLIT_LANGUAGES
-from replitlm.data.shards import ShardWriter, sample_columns
 from replitlm.data.sources import RawDoc, iter_inputs, load
+
+if TYPE_CHECKING:
+    from replitlm.data.shards import ShardWriter
 
 BATCH_DOCS = 256  # each batch costs a sentencepiece call (~0.3 ms of set-up) and a round trip
 BATCH_BYTES = 4 << 20
@@ -593,6 +595,8 @@ def _write_shards(
 
 
 def _packer(path: Path, config: PipelineConfig) -> Packer:
+    from replitlm.data.shards import ShardWriter, sample_columns  # streaming imports torch: the writer only
+
     writer = ShardWriter(
         out=str(path),
         columns=sample_columns(config.max_seq_len, config.sequence_id),

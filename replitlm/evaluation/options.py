@@ -14,7 +14,7 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from replitlm.config import _closest
+from replitlm.suggest import did_you_mean
 
 
 class OptionsError(ValueError):
@@ -44,7 +44,7 @@ def yaml_defaults(parser: argparse.ArgumentParser, path: str, overrides: list[st
     defaults = {}
     for key, value in raw.items():
         if key not in actions:
-            hint = _closest(str(key), list(actions))
+            hint = did_you_mean(str(key), list(actions))
             raise OptionsError(f"{path}: {key}: unknown option{hint}; valid: {', '.join(sorted(actions))}")
         action = actions[key]
         if action.choices is not None and value not in action.choices:

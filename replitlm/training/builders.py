@@ -24,6 +24,8 @@ from composer.utils import dist
 
 from replitlm.checkpoint import CheckpointError, load_config
 from replitlm.config import ReplitLMConfig, config_for_size
+from replitlm.dtypes import torch_dtype
+from replitlm.hub import HubUnreachableError, hub_errors
 from replitlm.lora import add_lora, lora_config, quantization_config
 from replitlm.model import ReplitLMForCausalLM, init_weights_
 from replitlm.tokenizer import load_tokenizer
@@ -43,8 +45,6 @@ from replitlm.training.lion import DecoupledLionW
 from replitlm.training.multinode import per_node_signal_files
 from replitlm.training.resume import LATEST, is_complete, repair_latest
 
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
 
 # -- model ---------------------------------------------------------------------------------------------------
 def model_overrides(cfg: TrainConfig) -> dict[str, Any]:
@@ -59,12 +59,16 @@ def model_overrides(cfg: TrainConfig) -> dict[str, Any]:
     return overrides
 
 
+MODEL_KEY = "model.pretrained_model_name_or_path"
+
+
 def build_model_config(cfg: TrainConfig) -> ReplitLMConfig:
     """The preset or checkpoint config with the section's overrides."""
     overrides = model_overrides(cfg)
     if cfg.model.size is not None:
         return config_for_size(cfg.model.size, **overrides)
-    config, _ = load_config(cfg.model.pretrained_model_name_or_path, overrides=overrides)
+    with hub_errors(cfg.model.pretrained_model_name_or_path, MODEL_KEY):
+        config, _ = load_config(cfg.model.pretrained_model_name_or_path, overrides=overrides)
     return config
 
 
@@ -107,7 +111,7 @@ def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCa
         # The same architecture without memory; FSDP materialises it shard by shard, then rank 0's weights
         # overwrite it. Initialised all the same, so nothing uninitialised is ever read.
         with torch.device("meta"):
-            model = ReplitLMForCausalLM(config).to(_DTYPES[m.pretrained_dtype])
+            model = ReplitLMForCausalLM(config).to(torch_dtype(m.pretrained_dtype))
         model.param_init_fn = lambda module: _init_one(module, config)
         return model
     if m.pretrained_model_name_or_path is not None:
@@ -118,12 +122,13 @@ def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCa
                 "quantization_config": quantization_config(quantize),
                 "device_map": {"": dist.get_local_rank()},
             }
-        return ReplitLMForCausalLM.from_pretrained(
-            m.pretrained_model_name_or_path,
-            config_overrides=model_overrides(cfg),
-            dtype=_DTYPES[m.pretrained_dtype],
-            **extra,
-        )
+        with hub_errors(m.pretrained_model_name_or_path, MODEL_KEY):
+            return ReplitLMForCausalLM.from_pretrained(
+                m.pretrained_model_name_or_path,
+                config_overrides=model_overrides(cfg),
+                dtype=torch_dtype(m.pretrained_dtype),
+                **extra,
+            )
     if m.init_device == "meta":
         if not torch.cuda.is_available():
             raise TrainConfigError(
@@ -276,7 +281,9 @@ def build_callbacks(cfg: TrainConfig) -> list[Callback]:
     if c.memory_monitor is not None and torch.cuda.is_available():
         callbacks.append(MemoryMonitor())
     if c.hf_export is not None:
-        callbacks.append(HFExport(c.hf_export.save_folder, c.hf_export.interval, _DTYPES[c.hf_export.dtype]))
+        callbacks.append(
+            HFExport(c.hf_export.save_folder, c.hf_export.interval, torch_dtype(c.hf_export.dtype))
+        )
     return callbacks
 
 
@@ -354,7 +361,10 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
     per_device = device_batch_size(cfg)
     config = build_model_config(cfg)
     try:
-        tokenizer = load_tokenizer(cfg.tokenizer.name)
+        with hub_errors(cfg.tokenizer.name, "tokenizer.name", "tokenizer"):
+            tokenizer = load_tokenizer(cfg.tokenizer.name)
+    except HubUnreachableError as exc:
+        raise TrainConfigError(str(exc)) from None
     except (OSError, ValueError) as exc:  # a missing folder, a file that is not a SentencePiece model
         raise TrainConfigError(f"tokenizer.name: {exc}") from exc
     model = ComposerReplitLM(build_model(cfg, config), tokenizer)

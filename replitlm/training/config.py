@@ -20,8 +20,10 @@ import yaml
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from replitlm.config import MODEL_FIELDS, MODEL_SIZES, ConfigError, _closest, config_for_size
+from replitlm.config import MODEL_FIELDS, MODEL_SIZES, ConfigError, config_for_size
+from replitlm.hub import looks_like_hub_id
 from replitlm.lora import LORA_TARGETS
+from replitlm.suggest import did_you_mean
 
 
 class TrainConfigError(ValueError):
@@ -35,7 +37,7 @@ class ModelSection:
     # field written directly in the section (d_model, attn_config, ...) overrides the preset or checkpoint.
     size: str | None = None
     pretrained_model_name_or_path: str | None = None
-    # With a local pretrained_model_name_or_path: the preset to use instead while that folder does not exist
+    # With a local pretrained_model_name_or_path (not a hub id): the preset to use while that folder does not exist
     # (e.g. a smoke test that fine-tunes an earlier run's export when there is one, else a random tiny model).
     fallback_size: str | None = None
     # 'meta': build without memory and initialise after FSDP shards it (needs fsdp_config); 'cpu' otherwise.
@@ -274,7 +276,8 @@ REPLIT_TOKENIZER = "replit/replit-code-v1-3b"
 def _resolve_sources(config: TrainConfig) -> None:
     """Apply `model.fallback_size` and the tokenizer default, so later code sees one model and one tokenizer."""
     m = config.model
-    if m.fallback_size is not None and not Path(m.pretrained_model_name_or_path).exists():
+    name = m.pretrained_model_name_or_path
+    if m.fallback_size is not None and not Path(name).exists() and not looks_like_hub_id(name):
         print(
             f"model: {m.pretrained_model_name_or_path} does not exist; starting from a random "
             f"'{m.fallback_size}' model (model.fallback_size)",
@@ -301,7 +304,7 @@ def build_dataclass(cls: type, raw: Any, path: str) -> Any:
                 extra[key] = raw[key]  # an explicit model field: an override of the preset / checkpoint
                 continue
             valid = list(fields) + (list(MODEL_FIELDS) if cls is ModelSection else [])
-            raise TrainConfigError(f"{_join(path, key)}: unknown key{_closest(str(key), valid)}")
+            raise TrainConfigError(f"{_join(path, key)}: unknown key{did_you_mean(str(key), valid)}")
     missing = [
         name
         for name, f in fields.items()
@@ -514,7 +517,7 @@ def _validate_fsdp(fsdp: dict[str, Any]) -> None:
     }
     for key in fsdp:
         if key not in valid:
-            raise TrainConfigError(f"fsdp_config.{key}: unknown key{_closest(key, sorted(valid))}")
+            raise TrainConfigError(f"fsdp_config.{key}: unknown key{did_you_mean(key, sorted(valid))}")
 
 
 def _check_scheduler_units(config: TrainConfig) -> None:
@@ -578,7 +581,7 @@ def _check(ok: bool, path: str, problem: str) -> None:
 
 
 def _one_of(value: str, choices: tuple[str, ...], path: str) -> None:
-    _check(value in choices, path, f"'{value}' is not one of {list(choices)}{_closest(value, choices)}")
+    _check(value in choices, path, f"'{value}' is not one of {list(choices)}{did_you_mean(value, choices)}")
 
 
 def _join(path: str, key: Any) -> str:

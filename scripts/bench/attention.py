@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from replitlm.attention import AttentionMask, alibi_slopes, get_backend
 
 IMPLS = ("triton", "flex", "torch", "flash")

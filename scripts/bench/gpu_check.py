@@ -11,6 +11,7 @@
 4. greedy generation in bf16 with the KV cache: `flex` (prefill) vs `torch`, token agreement.
 
     python scripts/bench/gpu_check.py [--quick] [--out results.md]
+    PYTHONPATH=. python scripts/bench/gpu_check.py ...    # where the project is not installed (a lent GPU)
 Without CUDA it says so and exits 0 (with --device cpu --quick it runs tiny shapes, to test the script).
 """
 
@@ -26,7 +27,6 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from replitlm import ReplitLMForCausalLM, config_for_size
 from replitlm.attention import AttentionMask, alibi_slopes, get_backend
 

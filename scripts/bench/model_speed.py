@@ -20,12 +20,10 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 from transformers import MptConfig, MptForCausalLM
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from replitlm import ReplitLMForCausalLM, config_for_size
 
 

@@ -18,7 +18,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 import torch
 from composer import Trainer
@@ -29,7 +28,6 @@ from composer.utils import dist
 from torch.utils.data import DataLoader
 from transformers import MptConfig, MptForCausalLM
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from replitlm import ReplitLMForCausalLM, config_for_size
 from replitlm.training.composer_model import ComposerReplitLM
 from replitlm.training.lion import DecoupledLionW

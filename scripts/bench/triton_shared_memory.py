@@ -24,7 +24,6 @@ import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
-from pathlib import Path
 
 # triton.jit reads TRITON_INTERPRET when the kernels are defined; interpreted kernels cannot be compiled.
 # Dropped before the imports below, and so for the worker processes too.
@@ -35,7 +34,6 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.runtime.jit import JITFunction, mangle_type
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from replitlm.kernels import flash_alibi as fa
 
 # Max dynamic shared memory per block (cudaDevAttrMaxSharedMemoryPerBlockOptin, the "Hardware limit" in

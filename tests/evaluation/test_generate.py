@@ -22,7 +22,7 @@ def test_completion_convention() -> None:
 
 
 def test_eval_samples_scores_and_resumes(tmp_path: Path, tokenizer) -> None:
-    from eval.eval import main
+    from replitlm.cli.eval import main
 
     folder = tmp_path / "model"
     tiny_model(vocab_size=32768).save_pretrained(folder)

@@ -50,7 +50,7 @@ def test_languages_add_up_and_match_the_model_loss(mixed_shards: Path) -> None:
 
 
 def test_the_command(mixed_shards: Path, tmp_path: Path, tokenizer, capsys: pytest.CaptureFixture) -> None:
-    from eval.eval import main
+    from replitlm.cli.eval import main
 
     folder = tmp_path / "model"
     tiny_model(vocab_size=32768).save_pretrained(folder)

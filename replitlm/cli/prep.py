@@ -1,0 +1,198 @@
+#!/usr/bin/env python
+"""Turn source code into tokenized, packed MDS shards for training (train/ and val/ plus stats.json).
+
+    python data_prep/convert_code_dataset.py --input ~/src/myrepo --out data/myrepo \\
+        --tokenizer replit/replit-code-v1-3b
+    python data_prep/convert_code_dataset.py --input bigcode/the-stack-dedup --data-dir data/python \\
+        --out s3://bucket/stack-python --tokenizer spiece.model --workers 16
+
+Inputs: folders of source files (language from the extension), .jsonl/.jsonl.gz/.parquet files and
+`datasets` folders in the-stack-dedup schema (content, lang, licenses, ...), or hub dataset ids (streamed;
+prefix a local dataset folder with hf: to load it the same way). Every filter can be switched off; every
+dropped file is counted by reason in the printed report and stats.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from replitlm.cli import fail
+from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter
+from replitlm.data.languages import REPLIT_LANGUAGES, canonical_language
+from replitlm.data.pipeline import PipelineConfig, format_report, run
+from replitlm.data.sources import InputError
+
+
+def parse_mixture(text: str) -> dict[str, float]:
+    mixture = {}
+    for part in filter(None, text.split(",")):
+        lang, sep, weight = part.rpartition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"'{part}' is not LANGUAGE=WEIGHT")
+        try:
+            mixture[canonical_language(lang.strip())] = float(weight)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"weight '{weight}' of {lang} is not a number") from e
+    return mixture
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    io = p.add_argument_group("input and output")
+    io.add_argument(
+        "--input",
+        nargs="+",
+        required=True,
+        help="folders, .jsonl(.gz)/.parquet files, saved datasets or hub ids",
+    )
+    io.add_argument("--out", required=True, help="output folder, or a remote URI (s3://, gs://, oci://, ...)")
+    io.add_argument(
+        "--tokenizer", required=True, help="tokenizer folder, hub id or SentencePiece .model file"
+    )
+    io.add_argument("--data-dir", help="data_dir for hub datasets (e.g. data/python)")
+    io.add_argument("--split", default="train", help="split of hub / saved datasets (default: train)")
+    io.add_argument("--overwrite", action="store_true", help="replace an existing, non-empty --out")
+    pack = p.add_argument_group("tokenizing and packing")
+    pack.add_argument("--max-seq-len", type=int, default=2048, help="tokens per packed sample (default 2048)")
+    pack.add_argument(
+        "--sequence-id", action="store_true", help="also write a per-token document index (sequence_id)"
+    )
+    pack.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.01,
+        help="share of documents for val/, by content hash (default 0.01)",
+    )
+    pack.add_argument("--seed", type=int, default=0, help="seed of the mixture subsampling (default 0)")
+    pack.add_argument(
+        "--workers", type=int, default=2, help="worker processes; 0 runs in-process (default 2)"
+    )
+    pack.add_argument(
+        "--compression",
+        default="zstd:1",
+        help="MDS shard compression (zstd:LEVEL, gz, br, ...) or 'none' (default zstd:1)",
+    )
+    pack.add_argument("--shard-size", default="64mb", help="MDS shard size limit (default 64mb)")
+    sel = p.add_argument_group("selection")
+    sel.add_argument(
+        "--languages",
+        default=",".join(REPLIT_LANGUAGES),
+        help="comma-separated allowlist, or 'all' (default: replit's 20)",
+    )
+    sel.add_argument(
+        "--mixture", type=parse_mixture, default={}, help="per-language weights, e.g. Python=2,Markdown=0.5"
+    )
+    sel.add_argument(
+        "--licenses",
+        default=",".join(PERMISSIVE_LICENSES),
+        help="license allowlist where records have 'licenses' (default: permissive)",
+    )
+    sel.add_argument("--no-license-filter", action="store_true", help="keep files whatever their licenses")
+    q = p.add_argument_group("quality filters (BigCode's)")
+    q.add_argument("--no-quality-filters", action="store_true", help="switch off the four checks below")
+    q.add_argument(
+        "--max-line-length", type=int, default=1000, help="drop files with a longer line (default 1000)"
+    )
+    q.add_argument(
+        "--max-avg-line-length",
+        type=float,
+        default=100.0,
+        help="drop files whose mean line is longer (default 100)",
+    )
+    q.add_argument(
+        "--min-alnum-fraction",
+        type=float,
+        default=0.25,
+        help="drop files with fewer letters/digits (default 0.25)",
+    )
+    q.add_argument(
+        "--autogenerated-lines",
+        type=int,
+        default=5,
+        help="lines searched for auto-generated markers (0: off)",
+    )
+    q.add_argument(
+        "--max-bytes", type=int, default=1_000_000, help="drop files larger than this (default 1 MB)"
+    )
+    d = p.add_argument_group("deduplication and decontamination")
+    d.add_argument("--no-exact-dedup", action="store_true", help="keep files whose content repeats exactly")
+    d.add_argument(
+        "--no-near-dedup", action="store_true", help="skip MinHash near-duplicate removal (faster)"
+    )
+    d.add_argument(
+        "--near-dedup-threshold", type=float, default=0.7, help="MinHash LSH Jaccard threshold (default 0.7)"
+    )
+    d.add_argument("--no-decontaminate", action="store_true", help="keep files that overlap HumanEval")
+    d.add_argument(
+        "--decontaminate-with",
+        nargs="*",
+        default=[],
+        help="more benchmark JSONL(.gz) files to decontaminate against",
+    )
+    d.add_argument("--decontam-ngram", type=int, default=20, help="n-gram length in tokens (default 20)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> PipelineConfig:
+    languages = (
+        None
+        if args.languages == "all"
+        else tuple(canonical_language(x.strip()) for x in args.languages.split(",") if x.strip())
+    )
+    quality = QualityFilter(
+        enabled=not args.no_quality_filters,
+        max_line_length=args.max_line_length,
+        max_avg_line_length=args.max_avg_line_length,
+        min_alnum_fraction=args.min_alnum_fraction,
+        autogenerated_lines=args.autogenerated_lines,
+    )
+    return PipelineConfig(
+        inputs=args.input,
+        out=args.out,
+        tokenizer=args.tokenizer,
+        max_seq_len=args.max_seq_len,
+        workers=args.workers,
+        languages=languages,
+        mixture=args.mixture,
+        quality=quality,
+        max_bytes=args.max_bytes,
+        licenses=None
+        if args.no_license_filter
+        else tuple(x.strip() for x in args.licenses.split(",") if x.strip()),
+        exact_dedup=not args.no_exact_dedup,
+        near_dedup=not args.no_near_dedup,
+        near_dedup_threshold=args.near_dedup_threshold,
+        decontaminate=not args.no_decontaminate,
+        decontaminate_with=args.decontaminate_with,
+        decontam_ngram=args.decontam_ngram,
+        sequence_id=args.sequence_id,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        compression=None if args.compression == "none" else args.compression,
+        shard_size=args.shard_size,
+        data_dir=args.data_dir,
+        split=args.split,
+        overwrite=args.overwrite,
+        progress=not args.quiet,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        report = run(config_from_args(args))
+    except (InputError, ValueError, FileExistsError, FileNotFoundError) as e:
+        return fail(str(e))
+    except OSError as e:  # a full disk, a read-only folder: nothing is published, a rerun continues
+        return fail(
+            f"writing {args.out}: {e.strerror or e}; nothing was published there and the partial "
+            "output was removed: fix this and rerun the same command"
+        )
+    print(format_report(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
