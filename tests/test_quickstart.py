@@ -1,4 +1,6 @@
-"""`make quickstart` end to end, shrunk: stdlib corpus → tokenizer → MDS → training → HF export → completion."""
+"""`make quickstart` end to end, shrunk: stdlib corpus → tokenizer → MDS → training → HF export → completion →
+LoRA on instruct pairs from the corpus → merge → completion; in a clean environment (no PYTHONPATH: the
+project as `make install` installs it), as a user runs it."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from replitlm import ReplitLMForCausalLM, load_tokenizer
 from tests.conftest import REPO
@@ -17,7 +21,14 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
     cmd += ["--tokenizer-mb", "1.5", "max_duration=6ba", "eval_interval=3ba", "save_interval=3ba"]
     cmd += ["progress_bar=false", "eval_subset_num_batches=2", "global_train_batch_size=8"]
     cmd += ["device_train_microbatch_size=8", "max_seq_len=128"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    for override in (
+        "max_duration=4ba",
+        "save_interval=2ba",
+        "global_train_batch_size=8",
+        "progress_bar=false",
+    ):
+        cmd += ["--lora-override", override]
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     first = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     steps = (
@@ -26,6 +37,9 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
         "train a tiny ReplitLM",
         "perplexity",
         "complete a prompt",
+        "instruct-tune a LoRA adapter",
+        "merge the adapter",
+        "complete a documented signature",
     )
     for step in steps:
         assert step in first.stdout
@@ -51,8 +65,23 @@ def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:
         run / "tokenizer" / "spiece.model"
     ).is_file()
 
+    # the LoRA steps: an adapter trained on functions of the corpus, merged; the completion is the merged model's
+    from replitlm.cli.quickstart import LORA_PROMPT
+
+    lora = run / "lora"
+    assert "functions:" in first.stdout and "examples ->" in first.stdout  # the pairs the loader built
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        assert (lora / "adapter" / name).is_file(), name
+    merged = ReplitLMForCausalLM.from_pretrained(lora / "merged").eval()
+    assert any(
+        not torch.equal(a, b)
+        for a, b in zip(merged.state_dict().values(), model.state_dict().values(), strict=True)
+    ), "the merged model is the base: the adapter learned nothing"
+    (completion,) = generate_code(merged, load_tokenizer(lora / "merged"), [LORA_PROMPT], sampling)
+    assert LORA_PROMPT + completion in first.stdout.split("complete a documented signature")[1]
+
     # a second run skips the finished steps and finds the training finished (autoresume)
     again = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stderr[-3000:]
     assert "train a 4096-piece tokenizer" not in again.stdout and "MDS shards" not in again.stdout
-    assert "at batch 6" in again.stdout
+    assert "at batch 6" in again.stdout and "at batch 4" in again.stdout  # the base and the LoRA run

@@ -1,4 +1,4 @@
-"""The README's Python examples run as written (the hub id swapped for a local tiny model)."""
+"""The Python examples of the README and docs/ run as written (the hub id swapped for a local tiny model)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,10 @@ import torch
 from replitlm import ReplitLMForCausalLM
 from tests.conftest import REPO, tiny_config
 
-BLOCKS = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), flags=re.S)
+PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+BLOCKS = [
+    block for page in PAGES for block in re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+]
 
 
 def test_readme_has_examples() -> None:
