@@ -16,18 +16,20 @@ import torch
 from torch import nn
 
 from replitlm.checkpoint import CheckpointError, atomic_folder
+from replitlm.model import ReplitLMForCausalLM
 
 LORA_TARGETS = ("Wqkv", "out_proj", "up_proj", "down_proj")
 
 
 def lora_config(
-    r: int = 8,
-    alpha: float = 16,
-    dropout: float = 0.05,
-    target_modules: list[str] | tuple[str, ...] = LORA_TARGETS,
-    modules_to_save: list[str] | None = None,
-    bias: str = "none",
+    r: int,
+    alpha: float,
+    dropout: float,
+    target_modules: list[str] | tuple[str, ...],
+    modules_to_save: list[str] | None,
+    bias: str,
 ) -> Any:
+    """peft's LoraConfig for a causal LM; the defaults users get are LoraSection's (training/config.py)."""
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
@@ -171,8 +173,6 @@ def load_for_inference(
     Defaults: CUDA when available, bfloat16 there and float32 on CPUs. A quantized model is placed on the GPU
     while loading (bitsandbytes) and is not moved afterwards.
     """
-    from replitlm.model import ReplitLMForCausalLM
-
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     dtype = dtype or (torch.bfloat16 if device.startswith("cuda") else torch.float32)
     extra: dict[str, Any] = {}

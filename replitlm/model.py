@@ -25,6 +25,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutpu
 
 from replitlm.attention import Attend, AttentionMask, alibi_slopes, get_backend, select_backend
 from replitlm.cache import KVCache
+from replitlm.checkpoint import strict_from_pretrained
 from replitlm.config import ReplitLMConfig
 
 
@@ -308,8 +309,6 @@ class ReplitLMForCausalLM(ReplitLMPreTrainedModel, GenerationMixin):
         (a dict of config fields, e.g. {"max_seq_len": 4096}); the rest go to transformers' from_pretrained
         (`dtype`, `device_map`, `quantization_config`, `revision`, ...).
         """
-        from replitlm.checkpoint import strict_from_pretrained
-
         return strict_from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs)
 
     def forward(

@@ -38,6 +38,7 @@ def test_only_unreachable_hub_ids_are_reworded(tmp_path: Path) -> None:
     assert unreachable(chained) and not unreachable(RuntimeError("wrapper"))
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize(
     "command, option",
     [

@@ -13,6 +13,9 @@ import pytest
 
 from replitlm import ReplitLMTokenizer
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 HEAVY = ("torch", "transformers", "streaming", "composer", "datasets")
 LIGHT_MODULES = [
     "replitlm",

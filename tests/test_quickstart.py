@@ -9,10 +9,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from replitlm import ReplitLMForCausalLM, load_tokenizer
 from tests.conftest import REPO
+
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
 
 
 def test_the_quickstart_runs_every_step_and_resumes(tmp_path: Path) -> None:

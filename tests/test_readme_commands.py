@@ -18,6 +18,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 BIN = Path(sys.executable).parent
 # `make install` and `source .venv/bin/activate` are the set-up itself; `make test` is this suite;
 # `make quickstart` runs tests/test_quickstart.py's script.

@@ -18,6 +18,9 @@ from replitlm import ReplitLMForCausalLM, ReplitLMTokenizer
 from replitlm.data.tokenizer_training import corpus_texts, train_tokenizer
 from tests.conftest import STDLIB, tiny_model
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 CHECK = Path(__file__).with_name("serving_check.py")
 # Every 6th file: about 300 files of all kinds (package code, tests, tools) in ~15 s per tokenizer.
 SAMPLE = 6

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from replitlm.attention import Attend, AttentionBackend, AttentionMask
+from replitlm.attention.base import Attend, AttentionBackend, AttentionMask
 
 MIN_FLASH_ATTN = (2, 4)
 

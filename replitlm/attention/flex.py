@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from replitlm.attention import Attend, AttentionBackend, AttentionMask
+from replitlm.attention.base import Attend, AttentionBackend, AttentionMask
 
 
 @functools.cache

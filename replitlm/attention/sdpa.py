@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor
 
-from replitlm.attention import Attend, AttentionBackend, AttentionMask
+from replitlm.attention.base import Attend, AttentionBackend, AttentionMask
 
 
 class SDPABackend(AttentionBackend):

@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help="the HF folder to write (replaced if it exists)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="weights dtype (default float32)")
     args = p.parse_args(argv)
-    from replitlm.checkpoint import CheckpointError, composer_to_hf
+    from replitlm.checkpoint import CheckpointError
+    from replitlm.export import composer_to_hf
 
     try:
         out = composer_to_hf(args.checkpoint, args.out, torch_dtype(args.dtype))

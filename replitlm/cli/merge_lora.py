@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from replitlm.checkpoint import CheckpointError, save_pretrained_atomic
+    from replitlm.checkpoint import CheckpointError
+    from replitlm.export import save_pretrained_atomic
     from replitlm.hub import hub_errors
     from replitlm.lora import adapter_base, merge_adapter
     from replitlm.model import ReplitLMForCausalLM

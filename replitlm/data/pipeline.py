@@ -16,72 +16,163 @@ seed give identical bytes.
 
 from __future__ import annotations
 
+import argparse
 import collections
 import json
-import multiprocessing
-import multiprocessing.connection
 import os
-import pickle
-import queue
 import shutil
 import tempfile
-import threading
 import time
-import traceback
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from tqdm import tqdm
-from tqdm.std import TMonitor
 
 from replitlm.data.decontam import BenchmarkIndex, humaneval_path, read_benchmark_texts
 from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
 from replitlm.data.encoding import TokenEncoder
-from replitlm.data.filters import PERMISSIVE_LICENSES, QualityFilter, decode, is_blank, license_allowed
-from replitlm.data.languages import REPLIT_LANGUAGES
+from replitlm.data.filters import (
+    PERMISSIVE_LICENSES,
+    QUALITY_GROUP,
+    QualityFilter,
+    decode,
+    is_blank,
+    license_allowed,
+)
+from replitlm.data.languages import REPLIT_LANGUAGES, canonical_language
 from replitlm.data.sources import RawDoc, iter_inputs, load
+from replitlm.data.workers import ordered_map, worker_context
+from replitlm.fields import cli
 
 if TYPE_CHECKING:
     from replitlm.data.shards import ShardWriter
 
 BATCH_DOCS = 256  # each batch costs a sentencepiece call (~0.3 ms of set-up) and a round trip
 BATCH_BYTES = 4 << 20
-IN_FLIGHT = 2  # batches per worker queued or in progress: enough to keep it busy
-AHEAD = 4  # batches per worker dispatched and not yet consumed (in flight or waiting for an earlier one)
+
+
+# --help groups of the command's options
+IO, PACK, SELECT = "input and output", "tokenizing and packing", "selection"
+QUALITY, DEDUP = QUALITY_GROUP, "deduplication and decontamination"
+
+
+def parse_mixture(text: str) -> dict[str, float]:
+    """'Python=2,Markdown=0.5' -> {language: weight}."""
+    mixture = {}
+    for part in filter(None, text.split(",")):
+        lang, sep, weight = part.rpartition("=")
+        if not sep:
+            raise argparse.ArgumentTypeError(f"'{part}' is not LANGUAGE=WEIGHT")
+        try:
+            mixture[canonical_language(lang.strip())] = float(weight)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f"weight '{weight}' of {lang} is not a number") from e
+    return mixture
+
+
+def _comma_list(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _languages(text: str) -> tuple[str, ...] | None:
+    return None if text == "all" else tuple(canonical_language(x) for x in _comma_list(text))
+
+
+def _none_or_str(text: str) -> str | None:
+    return None if text == "none" else text
 
 
 @dataclass
 class PipelineConfig:
-    inputs: list[str]
-    out: str
-    tokenizer: str
-    max_seq_len: int = 2048
-    workers: int = 2
-    languages: tuple[str, ...] | None = REPLIT_LANGUAGES  # None: keep every language, known or not
-    mixture: dict[str, float] = field(default_factory=dict)  # language -> weight (>1 repeats, <1 subsamples)
+    """What `convert_code_dataset.py` does; every option of that command is a field here, with its default."""
+
+    inputs: list[str] = field(
+        metadata=cli(
+            "folders, .jsonl(.gz)/.parquet files, saved datasets or hub ids",
+            group=IO,
+            flag="--input",
+            required=True,
+            nargs="+",
+        )
+    )
+    out: str = field(
+        metadata=cli("output folder, or a remote URI (s3://, gs://, oci://, ...)", group=IO, required=True)
+    )
+    tokenizer: str = field(
+        metadata=cli("tokenizer folder, hub id or SentencePiece .model file", group=IO, required=True)
+    )
+    data_dir: str | None = field(
+        default=None, metadata=cli("data_dir for hub datasets (e.g. data/python)", group=IO)
+    )
+    split: str = field(default="train", metadata=cli("split of hub / saved datasets", group=IO))
+    overwrite: bool = field(default=False, metadata=cli("replace an existing, non-empty --out", group=IO))
+    max_seq_len: int = field(default=2048, metadata=cli("tokens per packed sample", group=PACK))
+    sequence_id: bool = field(
+        default=False, metadata=cli("also write a per-token document index (sequence_id)", group=PACK)
+    )
+    val_fraction: float = field(
+        default=0.01, metadata=cli("share of documents for val/, by content hash", group=PACK)
+    )
+    seed: int = field(default=0, metadata=cli("seed of the mixture subsampling", group=PACK))
+    workers: int = field(default=2, metadata=cli("worker processes; 0 runs in-process", group=PACK))
+    # level 1: ~7x faster than zstd's default 3, ~5% larger shards
+    compression: str | None = field(
+        default="zstd:1",
+        metadata=cli(
+            "MDS shard compression (zstd:LEVEL, gz, br, ...) or 'none'", group=PACK, parse=_none_or_str
+        ),
+    )
+    shard_size: str = field(default="64mb", metadata=cli("MDS shard size limit", group=PACK))
+    languages: tuple[str, ...] | None = field(  # None: keep every language, known or not
+        default=REPLIT_LANGUAGES,
+        metadata=cli(
+            "comma-separated allowlist, or 'all'",
+            group=SELECT,
+            parse=_languages,
+            show=lambda v: "replit's 20",
+        ),
+    )
+    mixture: dict[str, float] = field(  # language -> weight (>1 repeats, <1 subsamples)
+        default_factory=dict,
+        metadata=cli("per-language weights, e.g. Python=2,Markdown=0.5", group=SELECT, parse=parse_mixture),
+    )
+    licenses: tuple[str, ...] | None = field(  # None: no license filter (--no-license-filter)
+        default=PERMISSIVE_LICENSES,
+        metadata=cli(
+            "license allowlist where records have 'licenses'",
+            group=SELECT,
+            parse=_comma_list,
+            show=lambda v: "permissive",
+        ),
+    )
     quality: QualityFilter = field(default_factory=QualityFilter)
-    max_bytes: int = 1_000_000
-    licenses: tuple[str, ...] | None = PERMISSIVE_LICENSES  # None: no license filter
-    exact_dedup: bool = True
-    near_dedup: bool = True
-    near_dedup_threshold: float = 0.7
+    max_bytes: int = field(default=1_000_000, metadata=cli("drop files larger than this", group=QUALITY))
+    exact_dedup: bool = field(
+        default=True,
+        metadata=cli("keep files whose content repeats exactly", group=DEDUP, flag="--no-exact-dedup"),
+    )
+    near_dedup: bool = field(
+        default=True,
+        metadata=cli("skip MinHash near-duplicate removal (faster)", group=DEDUP, flag="--no-near-dedup"),
+    )
+    near_dedup_threshold: float = field(
+        default=0.7, metadata=cli("MinHash LSH Jaccard threshold", group=DEDUP)
+    )
     num_perm: int = 128
     shingle: int = 5
-    decontaminate: bool = True
-    decontaminate_with: list[str] = field(default_factory=list)
-    decontam_ngram: int = 20
-    sequence_id: bool = False
-    val_fraction: float = 0.01
-    seed: int = 0
-    compression: str | None = "zstd:1"  # level 1: ~7x faster than zstd's default 3, ~5% larger shards
-    shard_size: str = "64mb"
-    data_dir: str | None = None
-    split: str = "train"
-    overwrite: bool = False
-    progress: bool = True
+    decontaminate: bool = field(
+        default=True,
+        metadata=cli("keep files that overlap HumanEval", group=DEDUP, flag="--no-decontaminate"),
+    )
+    decontaminate_with: list[str] = field(
+        default_factory=list,
+        metadata=cli("more benchmark JSONL(.gz) files to decontaminate against", group=DEDUP, nargs="*"),
+    )
+    decontam_ngram: int = field(default=20, metadata=cli("n-gram length in tokens", group=DEDUP))
+    progress: bool = field(default=True, metadata=cli("no progress bar", flag="--quiet"))
 
     def validate(self) -> None:
         def bad(option: str, problem: str) -> None:
@@ -143,7 +234,7 @@ class Batch:
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(config: PipelineConfig, encoder: TokenEncoder, benchmark: BenchmarkIndex | None) -> None:
+def init_worker(config: PipelineConfig, encoder: TokenEncoder, benchmark: BenchmarkIndex | None) -> None:
     _WORKER.update(config=config, encoder=encoder, benchmark=benchmark)
     _WORKER["allowlist"] = frozenset(config.licenses) if config.licenses is not None else None
     _WORKER["languages"] = frozenset(config.languages or ())
@@ -283,182 +374,6 @@ def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
         yield batch
 
 
-def _worker_context() -> multiprocessing.context.BaseContext:
-    """How worker processes start. Forking this process is the fast way (workers inherit the imported
-    modules; spawning re-imports torch and transformers, ~8 s per worker), and safe while no other Python
-    thread runs here. With other threads (a test runner, a notebook, an app calling `run`) a fork can copy a
-    lock one of them holds and the worker waits on it forever: then workers come from a fork server that
-    imported this module once (a few seconds more at start-up). tqdm's monitor thread does not count: it
-    sleeps, and the only lock it takes is tqdm's own, which workers never use (it outlives a progress bar by
-    up to 10 s, so a second `run` right after a first would otherwise pay for the fork server)."""
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and not _other_threads():
-        return multiprocessing.get_context("fork")
-    if "forkserver" not in methods:
-        return multiprocessing.get_context("spawn")
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    return ctx
-
-
-def _other_threads() -> list[threading.Thread]:
-    """Python threads besides the calling one, tqdm's monitor left out."""
-    me = threading.current_thread()
-    return [t for t in threading.enumerate() if t is not me and not isinstance(t, TMonitor)]
-
-
-def _ordered_map(
-    fn: Callable, batches: Iterator, workers: int, initargs: tuple, ctx: multiprocessing.context.BaseContext
-) -> Iterator:
-    """fn over batches, results in input order, on `workers` worker processes (in this one if 0).
-
-    (multiprocessing.Pool cost about a core-second more per 100 MB here: a second thread unpickles its
-    results beside this one, and its worker-watching thread spins while a result waits in the pipe.)
-    Tasks go through a Queue, whose feeder thread never lets a large task block this thread while a worker
-    is blocked sending a large result."""
-    if workers == 0:
-        _init_worker(*initargs)
-        for batch in batches:
-            yield fn(batch)
-        return
-    pool = [_Worker(ctx, fn, initargs) for _ in range(workers)]
-    finished = False
-    try:
-        yield from _schedule(pool, batches)
-        finished = True
-    finally:
-        for worker in pool:
-            worker.stop(wait=finished)
-
-
-_END = object()  # the end of the batches (a batch may be any value)
-
-
-def _schedule(pool: list[_Worker], batches: Iterator) -> Iterator:
-    """Each worker gets a new batch as soon as it returns one (IN_FLIGHT queued or in progress), whatever
-    the others do; results are read as they come and yielded in input order.
-
-    Workers thus run ahead of a slow batch rather than wait for it (handing batches out in turn, a worker
-    sat idle whenever one batch took longer than its neighbours, ~10% of the time here), up to AHEAD
-    batches per worker dispatched but not yet yielded: memory stays bounded. Which worker handled a batch
-    does not change its result, so the output does not depend on the timing.
-    """
-    assigned: dict[_Worker, collections.deque[int]] = {worker: collections.deque() for worker in pool}
-    by_connection = {worker.results: worker for worker in pool}
-    received: dict[int, Any] = {}  # results that came before an earlier one
-    limit, next_index, dispatched, exhausted = AHEAD * len(pool), 0, 0, False
-
-    def dispatch() -> None:
-        nonlocal dispatched, exhausted
-        for worker in pool:
-            while not exhausted and len(assigned[worker]) < IN_FLIGHT and dispatched - next_index < limit:
-                batch = next(batches, _END)
-                if batch is _END:
-                    exhausted = True
-                    return
-                worker.tasks.put(batch)
-                assigned[worker].append(dispatched)  # the batch's index in the input
-                dispatched += 1
-
-    dispatch()
-    while next_index < dispatched:
-        if next_index in received:
-            yield _unpack(*received.pop(next_index))  # a worker's error too comes in input order
-            next_index += 1
-            dispatch()
-            continue
-        busy = [worker.results for worker in pool if assigned[worker]]
-        for connection in multiprocessing.connection.wait(busy):
-            worker = by_connection[connection]
-            received[assigned[worker].popleft()] = worker.receive()
-        dispatch()
-
-
-class _RemoteTraceback(Exception):
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
-def _unpack(ok: bool, value: Any) -> Any:
-    """A worker's result, or its error raised here (with the worker's traceback as the cause)."""
-    if not ok:
-        error, trace = value
-        raise error from _RemoteTraceback(f"in a data-preparation worker:\n{trace}")
-    return value
-
-
-class _Worker:
-    """One worker process: tasks in through a queue, results back through a pipe."""
-
-    def __init__(self, ctx: multiprocessing.context.BaseContext, fn: Callable, initargs: tuple) -> None:
-        self.tasks = ctx.Queue()
-        self.results, child_end = ctx.Pipe(duplex=False)
-        self.process = ctx.Process(target=_serve, args=(fn, initargs, self.tasks, child_end), daemon=True)
-        self.process.start()
-        child_end.close()
-
-    def receive(self) -> tuple[bool, Any]:
-        """The next (True, result) or (False, (error, traceback)); raises if the worker died."""
-        try:
-            return self.results.recv()
-        except EOFError:
-            self.process.join(5)
-            raise RuntimeError(
-                f"a data-preparation worker died (exit code {self.process.exitcode}; -9 is usually the "
-                "out-of-memory killer: try fewer --workers)"
-            ) from None
-
-    def stop(self, wait: bool) -> None:
-        """Let the worker finish (all its results were read), or end it now (after an error here)."""
-        if wait:
-            self.tasks.put(None)
-            self.process.join(10)
-        if self.process.is_alive():
-            self.process.terminate()
-            self.process.join()
-        self.tasks.close()
-        self.results.close()
-
-
-def _serve(fn: Callable, initargs: tuple, tasks: Any, results: Any) -> None:
-    """A worker's loop: (True, fn(batch)) for each batch, (False, (error, traceback)) on an error, until None.
-
-    Results leave through a sending thread: a result is megabytes, the pipe holds 64 KB, and the main
-    process reads one result at a time, so a worker that sent them itself would sit idle while the main
-    process reads another worker's result (or packs one)."""
-    outbox: queue.SimpleQueue = queue.SimpleQueue()
-    sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
-    sender.start()
-    try:
-        _init_worker(*initargs)
-        while (batch := tasks.get()) is not None:
-            try:
-                outbox.put((True, fn(batch)))
-            except Exception as e:
-                outbox.put((False, (_picklable(e), traceback.format_exc())))
-    except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the main process reports it
-        pass
-    finally:
-        outbox.put(None)
-        sender.join()
-
-
-def _send_all(outbox: queue.SimpleQueue, results: Any) -> None:
-    try:
-        while (item := outbox.get()) is not None:
-            results.send(item)
-    except (BrokenPipeError, KeyboardInterrupt):  # the main process stopped reading: it failed or was stopped
-        pass
-
-
-def _picklable(error: Exception) -> Exception:
-    try:
-        pickle.loads(pickle.dumps(error))
-        return error
-    except Exception:
-        return RuntimeError(f"{type(error).__name__}: {error}")
-
-
 def _split_of(digest: bytes, val_fraction: float) -> str:
     return "val" if int.from_bytes(digest[8:16], "little") / 2**64 < val_fraction else "train"
 
@@ -585,10 +500,10 @@ def _write_shards(
     packers: dict[str, Packer],
 ) -> None:
     """Filter, tokenize and pack every input document into the staging shards, with a progress bar."""
-    ctx = _worker_context()
+    ctx = worker_context(preload=[__name__])
     with tqdm(desc="files", unit=" files", disable=not config.progress, mininterval=1.0) as bar:
         initargs = (config, encoder, benchmark)
-        results = _ordered_map(process_batch, _batches(docs), config.workers, initargs, ctx)
+        results = ordered_map(process_batch, _batches(docs), config.workers, init_worker, initargs, ctx)
         for batch in results:
             _consume(batch, config, stats, dedup, packers)
             bar.update(len(batch))

@@ -13,7 +13,7 @@ kernel allows namespaces, `containment()` is "root": each worker slot prepares o
 which the whole filesystem is read-only but for private tmpfs mounts on /tmp (the sample's folder is
 /tmp/sample), /var/tmp and /dev/shm, emptied after every sample, root's home and the harness's checkout and
 virtualenv are hidden, and the toolchains that live under root's home are bind-mounted read-only at their
-own paths; and a network namespace without interfaces. A fork server (`_zygote.py`) held in them starts
+own paths; and a network namespace without interfaces. A fork server (`slot_fork_server.py`) held in them starts
 each sample in its own pid, IPC and mount namespaces (killed whole with its pid 1) as the slot's
 unprivileged uid (60000 + slot, so one sample's process limit counts only its own processes), without
 capabilities or new privileges. Python programs run in that fresh fork instead of a new interpreter.
@@ -242,7 +242,7 @@ def _toolchains() -> dict[str, str]:
 
 # -- root containment: one worker slot per concurrently running sample ---------------------------------------
 class _Slot:
-    """A mount namespace prepared once, held by a fork server (`_zygote.py`, as root) that starts each
+    """A mount namespace prepared once, held by a fork server (`slot_fork_server.py`, as root) that starts each
     sample of this slot: it forks, unshares the sample's own pid/ipc/network/mount namespaces, drops to the
     slot's uid and execs the program (or runs a Python script in that fresh fork). No mounts and no
     helper programs per sample: the per-sample overhead is a few forks and the namespaces themselves."""
@@ -250,7 +250,7 @@ class _Slot:
     def __init__(self, number: int, lock: int) -> None:
         self.number, self.lock, self.uid = number, lock, UID_BASE + number
         self.sock, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        server = (Path(__file__).parent / "_zygote.py").read_text()
+        server = (Path(__file__).parent / "slot_fork_server.py").read_text()
         python = [str(_base_python()), *_PYTHON_FLAGS]
         script = _setup_script() + f'exec {" ".join(map(shlex.quote, python))} -c "$1" "$2" "$3"\n'
         # The slot's own network namespace (no interface up) is shared by its samples, one after another:

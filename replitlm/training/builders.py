@@ -77,10 +77,12 @@ def build_model(cfg: TrainConfig, config: ReplitLMConfig) -> torch.nn.Module:
     model = _build_base_model(cfg, config)
     if cfg.lora is None:
         return model
-    lo = cfg.lora
-    peft_config = lora_config(lo.r, lo.alpha, lo.dropout, lo.target_modules, lo.modules_to_save, lo.bias)
+    lora = cfg.lora
+    peft_config = lora_config(
+        lora.r, lora.alpha, lora.dropout, lora.target_modules, lora.modules_to_save, lora.bias
+    )
     try:
-        model = add_lora(model, peft_config, quantized=lo.quantize is not None)
+        model = add_lora(model, peft_config, quantized=lora.quantize is not None)
     except ValueError as exc:
         raise TrainConfigError(str(exc)) from exc
     # peft upcasts only the LoRA matrices: a bf16 `modules_to_save` copy would lose most small updates to
@@ -106,15 +108,15 @@ def loads_on_rank0_only(cfg: TrainConfig) -> bool:
 
 
 def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCausalLM:
-    m = cfg.model
+    wanted = cfg.model
     if loads_on_rank0_only(cfg) and dist.get_global_rank() != 0:
         # The same architecture without memory; FSDP materialises it shard by shard, then rank 0's weights
         # overwrite it. Initialised all the same, so nothing uninitialised is ever read.
         with torch.device("meta"):
-            model = ReplitLMForCausalLM(config).to(torch_dtype(m.pretrained_dtype))
+            model = ReplitLMForCausalLM(config).to(torch_dtype(wanted.pretrained_dtype))
         model.param_init_fn = lambda module: _init_one(module, config)
         return model
-    if m.pretrained_model_name_or_path is not None:
+    if wanted.pretrained_model_name_or_path is not None:
         quantize = cfg.lora.quantize if cfg.lora is not None else None
         extra: dict[str, Any] = {}
         if quantize is not None:  # QLoRA: the frozen base in 4 (or 8) bits on this rank's GPU
@@ -122,14 +124,14 @@ def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCa
                 "quantization_config": quantization_config(quantize),
                 "device_map": {"": dist.get_local_rank()},
             }
-        with hub_errors(m.pretrained_model_name_or_path, MODEL_KEY):
+        with hub_errors(wanted.pretrained_model_name_or_path, MODEL_KEY):
             return ReplitLMForCausalLM.from_pretrained(
-                m.pretrained_model_name_or_path,
+                wanted.pretrained_model_name_or_path,
                 config_overrides=model_overrides(cfg),
-                dtype=torch_dtype(m.pretrained_dtype),
+                dtype=torch_dtype(wanted.pretrained_dtype),
                 **extra,
             )
-    if m.init_device == "meta":
+    if wanted.init_device == "meta":
         if not torch.cuda.is_available():
             raise TrainConfigError(
                 "model.init_device: 'meta' initialises on the GPU after sharding; use 'cpu'"
@@ -139,7 +141,7 @@ def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCa
         # FSDP materialises one module at a time and calls this on it (the module's own tensors only).
         model.param_init_fn = lambda module: _init_one(module, config)
         return model
-    with torch.device(m.init_device):
+    with torch.device(wanted.init_device):
         model = ReplitLMForCausalLM(config)  # initialised by its constructor (PreTrainedModel.post_init)
     return model
 
@@ -208,20 +210,24 @@ def clean_stale_streaming_memory() -> None:
 
 # -- optimisation --------------------------------------------------------------------------------------------
 def build_optimizer(cfg: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
-    o = cfg.optimizer
+    opt = cfg.optimizer
     params = [p for p in model.parameters() if p.requires_grad]
-    if o.name == "decoupled_lionw":
-        return DecoupledLionW(params, lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    return DecoupledAdamW(params, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+    if opt.name == "decoupled_lionw":
+        return DecoupledLionW(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+    return DecoupledAdamW(
+        params, lr=opt.lr, betas=tuple(opt.betas), eps=opt.eps, weight_decay=opt.weight_decay
+    )
 
 
 def build_scheduler(cfg: TrainConfig) -> Any:
-    s = cfg.scheduler
-    if s.name == "cosine_with_warmup":
-        return CosineAnnealingWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max, alpha_f=s.alpha_f)
-    if s.name == "linear_decay_with_warmup":
-        return LinearWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max, alpha_f=s.alpha_f)
-    return ConstantWithWarmupScheduler(t_warmup=s.t_warmup, t_max=s.t_max)
+    sched = cfg.scheduler
+    if sched.name == "cosine_with_warmup":
+        return CosineAnnealingWithWarmupScheduler(
+            t_warmup=sched.t_warmup, t_max=sched.t_max, alpha_f=sched.alpha_f
+        )
+    if sched.name == "linear_decay_with_warmup":
+        return LinearWithWarmupScheduler(t_warmup=sched.t_warmup, t_max=sched.t_max, alpha_f=sched.alpha_f)
+    return ConstantWithWarmupScheduler(t_warmup=sched.t_warmup, t_max=sched.t_max)
 
 
 def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
@@ -241,16 +247,16 @@ def build_algorithms(cfg: TrainConfig) -> list[Algorithm]:
 def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
     loggers: list[LoggerDestination] = []
     if cfg.loggers.wandb is not None:
-        w = cfg.loggers.wandb
+        wandb = cfg.loggers.wandb
         loggers.append(
             wandb_logger(
-                project=w.project,
-                entity=w.entity,
-                group=w.group,
-                name=w.name,
-                tags=w.tags,
-                log_artifacts=w.log_artifacts,
-                init_kwargs=w.init_kwargs,
+                project=wandb.project,
+                entity=wandb.entity,
+                group=wandb.group,
+                name=wandb.name,
+                tags=wandb.tags,
+                log_artifacts=wandb.log_artifacts,
+                init_kwargs=wandb.init_kwargs,
             )
         )
     if cfg.loggers.tensorboard is not None:
@@ -261,28 +267,30 @@ def build_loggers(cfg: TrainConfig) -> list[LoggerDestination]:
         except ImportError as exc:
             raise TrainConfigError("loggers.tensorboard: needs `pip install tensorboard`") from exc
 
-        t = cfg.loggers.tensorboard
-        loggers.append(TensorboardLogger(log_dir=t.log_dir, flush_interval=t.flush_interval))
+        board = cfg.loggers.tensorboard
+        loggers.append(TensorboardLogger(log_dir=board.log_dir, flush_interval=board.flush_interval))
     return loggers
 
 
 def build_callbacks(cfg: TrainConfig) -> list[Callback]:
-    c = cfg.callbacks
+    wanted = cfg.callbacks
     callbacks: list[Callback] = [StopOnNonFiniteLoss()]
-    if c.speed_monitor is not None:
+    if wanted.speed_monitor is not None:
         callbacks.append(
             SpeedMonitor(
-                window_size=c.speed_monitor.window_size,
-                gpu_flops_available=c.speed_monitor.gpu_flops_available,
+                window_size=wanted.speed_monitor.window_size,
+                gpu_flops_available=wanted.speed_monitor.gpu_flops_available,
             )
         )
-    if c.lr_monitor is not None:
+    if wanted.lr_monitor is not None:
         callbacks.append(LRMonitor())
-    if c.memory_monitor is not None and torch.cuda.is_available():
+    if wanted.memory_monitor is not None and torch.cuda.is_available():
         callbacks.append(MemoryMonitor())
-    if c.hf_export is not None:
+    if wanted.hf_export is not None:
         callbacks.append(
-            HFExport(c.hf_export.save_folder, c.hf_export.interval, torch_dtype(c.hf_export.dtype))
+            HFExport(
+                wanted.hf_export.save_folder, wanted.hf_export.interval, torch_dtype(wanted.hf_export.dtype)
+            )
         )
     return callbacks
 

@@ -15,7 +15,7 @@ from composer.utils import dist
 from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 from torch.distributed.fsdp import FullyShardedDataParallel
 
-from replitlm.checkpoint import save_pretrained_atomic
+from replitlm.export import save_pretrained_atomic
 from replitlm.lora import is_peft_model, save_adapter
 from replitlm.training.composer_model import plain_name
 from replitlm.training.data import tokens_in_batch

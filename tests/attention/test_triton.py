@@ -20,7 +20,10 @@ from tests.attention.test_backends import masks, qkv, real_rows, reference
 from tests.conftest import REPO, tiny_model
 
 # Triton 3.3's interpreter turns loop bounds into ints through a numpy conversion numpy deprecates.
-pytestmark = pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning")
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Conversion of an array with ndim > 0:DeprecationWarning"),
+]
 
 INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
 DEVICES = [

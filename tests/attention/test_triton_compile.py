@@ -26,6 +26,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 SCRIPT = Path(REPO, "scripts", "bench", "triton_shared_memory.py")
 ARCHS = [80, 90]
 HEAD_DIMS = [80]

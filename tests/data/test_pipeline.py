@@ -22,6 +22,9 @@ from replitlm.data.languages import language_of_path
 from replitlm.data.pipeline import PipelineConfig, run
 from tests.conftest import REPO, SHARED, STDLIB
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 CLI = REPO / "data_prep" / "convert_code_dataset.py"
 GOOD_PY = [
     "json/decoder.py",
@@ -332,6 +335,11 @@ def test_kill_mid_run_then_rerun_gives_the_same_shards(tmp_path: Path, spiece_pa
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(partial.glob("shard.*")), "the run finished before it could be killed"
+    # its worker (a fork with the same command line) sees its parent gone and exits: nothing is left waiting
+    deadline = time.time() + 10
+    while time.time() < deadline and processes_naming(str(out)):
+        time.sleep(0.1)
+    assert processes_naming(str(out)) == [], "an orphaned worker outlived the killed run"
     assert not out.exists()  # nothing half-written where readers look
     subprocess.run([*args, "--out", str(out)], check=True, capture_output=True, timeout=600)
     assert not (tmp_path / ".out.partial").exists()
@@ -339,6 +347,20 @@ def test_kill_mid_run_then_rerun_gives_the_same_shards(tmp_path: Path, spiece_pa
     assert len(files) > 4
     for f in files:
         assert (clean / f).read_bytes() == (out / f).read_bytes(), f
+
+
+def processes_naming(text: str) -> list[int]:
+    """Live processes (not zombies) whose command line contains `text`."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes().decode(errors="replace")
+            state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if text in cmdline and state != "Z":
+            found.append(int(proc.name))
+    return found
 
 
 def load_cli():

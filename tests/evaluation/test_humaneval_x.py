@@ -11,6 +11,9 @@ import pytest
 from replitlm.evaluation.score import execute
 from replitlm.evaluation.tasks import TaskError, load_task
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 TOOLS = {"python": None, "cpp": "g++", "js": "node", "java": "javac", "rust": "rustc", "go": "go"}
 
 

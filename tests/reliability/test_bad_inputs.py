@@ -18,6 +18,9 @@ from replitlm.cli.train import main as train_main
 from tests.conftest import SPIECE, STDLIB
 from tests.training.conftest import TINY, tiny_overrides, write_token_shards
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 NO_DOCS = {"model.attn_config.attn_uses_sequence_id": False}
 
 

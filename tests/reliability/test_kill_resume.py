@@ -12,11 +12,15 @@ import random
 import signal
 from pathlib import Path
 
+import pytest
 import torch
 
 from replitlm.training.resume import repair_latest
 from tests.reliability import kill_driver
 from tests.training.conftest import tiny_overrides
+
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
 
 BATCHES, SAVE_EVERY = 12, 2
 FORKSERVER = multiprocessing.get_context("forkserver")

@@ -40,6 +40,9 @@ from replitlm.training.multinode import lost_peer
 from tests.conftest import REPO
 from tests.training.conftest import TINY, tiny_overrides, write_token_shards
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 LAUNCH = REPO / "scripts" / "launch" / "multinode.sh"
 MASTER = "10.77.0.1"  # host 0's veth address; host 1 is 10.77.0.2 (the pair is private to the namespaces)
 DIST_TIMEOUT = 20  # seconds; Composer's default (600) would make a lost host cost 10 minutes

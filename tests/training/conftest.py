@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -33,11 +34,31 @@ def write_token_shards(
 
 
 @pytest.fixture(scope="session")
-def token_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pristine_token_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Written once per session and never handed to a test: see token_data."""
     root = tmp_path_factory.mktemp("mds")
     write_token_shards(root / "train", 96, 32, seed=0, sequence_id=True)
     write_token_shards(root / "val", 16, 32, seed=1, sequence_id=True)
     return root
+
+
+def copy_of(pristine: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("mds-copy")
+    shutil.copytree(pristine, root, dirs_exist_ok=True)
+    return root
+
+
+@pytest.fixture
+def token_data(pristine_token_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Train and val MDS shards of this test's own: streaming decompresses shards in place (next to the
+    .zstd files) when a dataset has no remote, so a shared folder would change under later tests."""
+    return copy_of(pristine_token_data, tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def module_token_data(pristine_token_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The same shards for a module-scoped fixture (a reference run that its module's tests compare with)."""
+    return copy_of(pristine_token_data, tmp_path_factory)
 
 
 @pytest.fixture(scope="session")

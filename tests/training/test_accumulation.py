@@ -21,6 +21,9 @@ from replitlm.training.run import train
 from tests.conftest import STDLIB
 from tests.training.test_finetuning import LORA_TINY
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 
 def instruct_records() -> list[dict[str, str]]:
     """Four real-code examples whose responses differ ~60x in length (and whose prompts differ too)."""

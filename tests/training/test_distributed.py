@@ -26,6 +26,9 @@ from tests.conftest import REPO
 from tests.training.conftest import TINY, tiny_overrides
 from tests.training.dist_driver import GradNorms
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 # the `composer` command, without its console script (whose shebang names the venv path it was installed from)
 COMPOSER = [sys.executable, "-m", "composer.cli.launcher"]
 STEPS = {"max_duration": "3ba", "optimizer.name": "decoupled_adamw", "optimizer.lr": 1e-3}
@@ -63,10 +66,10 @@ def launch(token_data: Path, run_dir: Path, env: dict[str, str] | None = None, *
 
 
 @pytest.fixture(scope="module")
-def reference(token_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[float], Path]:
+def reference(module_token_data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[list[float], Path]:
     run_dir = tmp_path_factory.mktemp("one-process")
     probe = GradNorms()
-    train(load_train_config(TINY, tiny_overrides(token_data, run_dir, **STEPS, **NO_CLIP)), [probe])
+    train(load_train_config(TINY, tiny_overrides(module_token_data, run_dir, **STEPS, **NO_CLIP)), [probe])
     return probe.norms, run_dir / "hf"
 
 
@@ -92,7 +95,7 @@ def test_fsdp2_on_two_processes_matches_one(token_data: Path, tmp_path: Path, re
         assert result["gloo_avg_sums"], "torch 2.7 + gloo is expected to sum AVG reduce-scatters"
     assert_same_run(result, reference, tmp_path)
     # a sharded checkpoint (one .distcp file per rank) converts to the same HF folder
-    from replitlm.checkpoint import composer_to_hf
+    from replitlm.export import composer_to_hf
 
     (sharded,) = [p for p in (tmp_path / "checkpoints").iterdir() if p.is_dir() and not p.is_symlink()]
     assert len(list(sharded.glob("*.distcp"))) == 2

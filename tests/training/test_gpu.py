@@ -10,6 +10,9 @@ import pytest
 from replitlm import ReplitLMForCausalLM
 from tests.training.test_train import Recorder, run
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("attn_impl", ["torch", "flex"])

@@ -20,6 +20,9 @@ from replitlm.training.run import train
 from tests.training.test_finetuning import ALPACA, LORA_TINY
 from tests.training.test_train import Recorder
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 IDS = torch.randint(3, 30000, (2, 24), generator=torch.Generator().manual_seed(0))
 
 

@@ -17,6 +17,9 @@ from replitlm.training.config import load_train_config
 from replitlm.training.run import train
 from tests.training.conftest import TINY, tiny_overrides
 
+# Launches processes, trains, or runs the sandbox: in `make test`, not in `make test-fast`.
+pytestmark = pytest.mark.integration
+
 
 class Recorder(Callback):
     """Keeps each batch's input ids and training loss; optionally stops (as a crash would) at a batch."""
