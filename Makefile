@@ -1,5 +1,6 @@
 # make install     — create/refresh .venv from requirements.lock and install the project into it (editable)
-# make test        — make install, then lint and run the test suite
+# make test        — make install, then lint and run the whole test suite (what CI runs)
+# make test-fast   — the unit tier only (no process launches, training runs or sandbox): the edit loop
 # make quickstart  — the main job on a built-in default: corpus → tokenizer → MDS → train a tiny model on CPU → export → sample
 # make bench       — the CPU benchmarks (model and trainer vs transformers' MPT; data prep vs raw sentencepiece)
 # make lock        — re-resolve the dependencies of pyproject.toml and rewrite requirements.lock
@@ -12,7 +13,7 @@ LOCK_HASH := $(shell cat requirements.lock | sha256sum | cut -c1-16)
 STAMP := $(VENV)/.installed-$(LOCK_HASH)
 PROJECT_STAMP := $(VENV)/.project-$(shell cat pyproject.toml | sha256sum | cut -c1-16)
 
-.PHONY: install test lint format quickstart bench lock mutation
+.PHONY: install test test-fast lint format quickstart bench lock mutation
 
 # pip runs through the venv's real path: console scripts (composer, ...) take it as their shebang, so a venv
 # shared through a symlink (.ci/run) keeps working after the clone that installed it is gone.
@@ -38,6 +39,9 @@ install: $(STAMP)
 
 test: install lint
 	$(PY) -m pytest -q
+
+test-fast: install
+	$(PY) -m pytest -q -m "not integration and not slow"
 
 lint: $(STAMP)
 	$(PY) -m ruff check .

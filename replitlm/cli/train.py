@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from replitlm.cli import fail
 
 if TYPE_CHECKING:
-    from replitlm.training.config import TrainConfig
+    from replitlm.training.schema import TrainConfig
 
 USAGE = """composer train/train.py CONFIG.yaml [key=value ...]   (one process: python train/train.py or replitlm-train)
 

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from replitlm.evaluation.execution import Outcome
 from replitlm.evaluation.passk import mean_pass_at_k
-from replitlm.evaluation.sandbox import Outcome, run_program
+from replitlm.evaluation.sandbox import run_program
 from replitlm.evaluation.tasks import Task, TaskError, read_jsonl
 
 

@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from replitlm.evaluation.sandbox import Limits, python_command
+from replitlm.evaluation.execution import Limits
+from replitlm.evaluation.sandbox import python_command
 
 SHARED_DATA = Path(os.environ.get("REPLITLM_SHARED", Path(__file__).resolve().parents[3] / "shared")) / "data"
 

@@ -38,12 +38,12 @@ from replitlm.training.callbacks import (
     wandb_logger,
 )
 from replitlm.training.composer_model import ComposerReplitLM
-from replitlm.training.config import LoaderSection, TrainConfig, TrainConfigError
 from replitlm.training.data import TokenCollator, build_dataloader, data_spec
 from replitlm.training.finetuning import build_finetuning_dataloader
 from replitlm.training.lion import DecoupledLionW
 from replitlm.training.multinode import per_node_signal_files
 from replitlm.training.resume import LATEST, is_complete, repair_latest
+from replitlm.training.schema import LoaderSection, TrainConfig, TrainConfigError
 
 
 # -- model ---------------------------------------------------------------------------------------------------

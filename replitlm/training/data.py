@@ -20,7 +20,7 @@ import torch
 from streaming import Stream, StreamingDataset
 from torch.utils.data import DataLoader
 
-from replitlm.training.config import DatasetSection, LoaderSection
+from replitlm.training.schema import DatasetSection, LoaderSection
 
 log = logging.getLogger(__name__)
 

@@ -30,8 +30,8 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from replitlm.data.instruct import InstructError, PromptTemplate, iter_records, to_prompt_response
-from replitlm.training.config import DatasetSection, LoaderSection
 from replitlm.training.data import DataError, TokenCollator, check_local_dataset, torch_dataloader
+from replitlm.training.schema import DatasetSection, LoaderSection
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from replitlm.training.config import TrainConfig
+from replitlm.training.schema import TrainConfig
 
 
 def train(cfg: TrainConfig, extra_callbacks: list | tuple = ()) -> dict[str, float]:

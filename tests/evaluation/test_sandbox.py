@@ -219,9 +219,9 @@ def test_root_home_and_the_harness_files_are_out_of_sight() -> None:
 
 def test_the_harness_environment_does_not_reach_samples(monkeypatch) -> None:
     monkeypatch.setenv("REPLITLM_TEST_SECRET", "hunter2")
-    from replitlm.evaluation import sandbox
+    from replitlm.evaluation.root_slots import Slots
 
-    sandbox._Slots.close_all()  # servers started from now on see the secret in the harness's environment
+    Slots.close_all()  # servers started from now on see the secret in the harness's environment
     source = (
         "import os\nassert 'REPLITLM_TEST_SECRET' not in os.environ\n"
         "assert b'hunter2' not in open('/proc/self/environ', 'rb').read()\n"
