@@ -101,6 +101,7 @@ def test_streamer_never_prints_the_stop_sequence(tokenizer: ReplitLMTokenizer) -
     assert sink.getvalue() == "    return a + b\n"
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_generate_cli_streams_a_completion(
     tokenizer: ReplitLMTokenizer, spiece_path: Path, tmp_path: Path
 ) -> None:

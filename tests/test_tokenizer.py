@@ -48,6 +48,7 @@ def stdlib_sources() -> list[str]:
     return texts
 
 
+@pytest.mark.integration  # a whole corpus
 def test_ids_equal_raw_sentencepiece_on_the_stdlib(tokenizer: ReplitLMTokenizer, spiece_path) -> None:
     sp = spm.SentencePieceProcessor(model_file=str(spiece_path))
     texts = stdlib_sources()

@@ -15,11 +15,11 @@ from tests.conftest import STDLIB
 
 
 def test_pairs_are_the_documented_functions_cut_after_their_docstring(tmp_path: Path) -> None:
-    for name in ("json", "email", "textwrap.py", "shlex.py"):
+    for name in ("json", "textwrap.py", "shlex.py", "argparse.py"):
         source = STDLIB / name
         (shutil.copytree if source.is_dir() else shutil.copy)(source, tmp_path / name)
     pairs = list(function_pairs(f"functions:{tmp_path}"))
-    assert len(pairs) > 40
+    assert len(pairs) > 30
     for location, pair in pairs:
         path, line = location.rsplit(":", 1)
         tree = ast.parse(Path(path).read_text(encoding="utf-8"))

@@ -6,10 +6,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from replitlm import ReplitLMTokenizer
 from tests.conftest import REPO, STDLIB
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_trained_tokenizer_follows_replit_conventions(tmp_path: Path, tokenizer: ReplitLMTokenizer) -> None:
     cmd = [sys.executable, str(REPO / "data_prep" / "train_tokenizer.py"), "--input", str(STDLIB / "json"),
            str(STDLIB / "email"), "--out", str(tmp_path / "tok"), "--vocab-size", "1200"]  # fmt: skip

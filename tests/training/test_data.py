@@ -83,6 +83,7 @@ def test_a_shard_that_fails_to_prepare_fails_the_epoch_and_stops_the_threads(
         zipped_copy(token_data / "train", tmp_path / "bad" / "train")
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 @pytest.mark.timeout(120)  # the bug this guards against is a hang: fail in minutes, not at the suite's limit
 @pytest.mark.parametrize("failing_takes", [0.0, 1.0], ids=["fails-at-once", "fails-while-others-wait"])
 def test_the_error_reaches_the_training_loop_from_dataloader_workers(
@@ -103,6 +104,7 @@ def test_the_error_reaches_the_training_loop_from_dataloader_workers(
             pass
 
 
+@pytest.mark.integration  # launches processes or the sandbox
 def test_a_shard_another_process_failed_fails_this_one_too(token_data: Path, tmp_path: Path) -> None:
     """Shard states are shared by every worker and rank on a node: one marked failed is not waited for."""
     zipped_copy(token_data, tmp_path / "ds")
