@@ -23,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.evaluation.options import OptionsError, split_config_argv, yaml_defaults
 from replitlm.evaluation.sandbox import containment
 from replitlm.evaluation.score import score_file
@@ -34,9 +34,8 @@ MODEL_ERRORS = (TaskError, OSError, ValueError, RuntimeError, ImportError)
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    p = parser(
+        __doc__,
         usage="eval.py [OPTIONS.yaml [key=value ...]] [--task TASK] [--model M | --samples F | --canonical] ...",
     )
     p.add_argument("--task", choices=sorted(TASKS), help="benchmark (not needed with --perplexity)")

@@ -15,15 +15,14 @@ Composer checkpoints are Python pickles: convert only checkpoints you trust.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.dtypes import DTYPE_NAMES, torch_dtype
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("checkpoint", help="a Composer checkpoint file or sharded checkpoint folder")
     p.add_argument("out", help="the HF folder to write (replaced if it exists)")
     p.add_argument("--dtype", choices=DTYPE_NAMES, default="float32", help="weights dtype (default float32)")

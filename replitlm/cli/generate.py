@@ -13,12 +13,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.dtypes import DTYPE_NAMES, torch_dtype
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("model", help="model folder or hub id (e.g. replit/replit-code-v1-3b)")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="the code to complete")

@@ -12,16 +12,15 @@ adapter folder when it holds one, else from the base.
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.dtypes import DTYPE_NAMES, torch_dtype
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--adapter", required=True, help="the PEFT adapter folder (adapter_config.json, ...)")
     p.add_argument("--base", help="base model folder or hub id (default: the adapter's recorded base)")
     p.add_argument("--out", required=True, help="the merged HF folder to write (replaced if it exists)")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.data.filters import QualityFilter
 from replitlm.data.pipeline import DEDUP, IO, PACK, QUALITY, SELECT, PipelineConfig, format_report, run
 from replitlm.data.sources import InputError
@@ -26,7 +26,7 @@ from replitlm.fields import add_options, option_values
 
 def build_parser() -> argparse.ArgumentParser:
     """The options are PipelineConfig's and QualityFilter's fields (their defaults and help live there)."""
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     groups = {name: p.add_argument_group(name) for name in (IO, PACK, SELECT, QUALITY, DEDUP)}
     groups[SELECT].add_argument(
         "--no-license-filter", action="store_true", help="keep files whatever their licenses"

@@ -11,10 +11,9 @@ list, .jsonl(.gz), a `datasets` folder or a hub id. The prompt template is confi
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.data.instruct import (
     TEMPLATE_NO_INPUT,
     TEMPLATE_WITH_INPUT,
@@ -25,7 +24,7 @@ from replitlm.data.instruct import (
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument(
         "--input", nargs="+", required=True, help=".json/.jsonl(.gz) files, dataset folders or hub ids"
     )

@@ -32,6 +32,7 @@ import time
 from pathlib import Path
 
 import replitlm
+from replitlm.cli import fail, parser
 
 # The clone this package runs from (an editable install): the YAMLs and the entry files live there.
 REPO = Path(replitlm.__file__).resolve().parents[1]
@@ -72,7 +73,7 @@ def step(title: str, command: list) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument("--fresh", action="store_true", help="delete the run folder first")
     p.add_argument(
         "--run-dir",
@@ -94,12 +95,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("overrides", nargs="*", help="key=value overrides for the training YAML")
     args = p.parse_args(argv)
     if not (REPO / "yamls" / "quickstart").is_dir():
-        print(
-            f"error: {REPO} has no yamls/quickstart/: run the quickstart from a clone of the repository "
-            "(pip install -e . there)",
-            file=sys.stderr,
+        return fail(
+            f"{REPO} has no yamls/quickstart/: run the quickstart from a clone of the repository "
+            "(pip install -e . there)"
         )
-        return 2
     os.chdir(REPO)  # a relative --run-dir is inside the repository, and the printed commands run from there
     run = args.run_dir
     if args.fresh:

@@ -10,16 +10,15 @@ datasets); only decodable, non-empty files are used, up to --max-mb of text.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from replitlm.cli import fail
+from replitlm.cli import fail, parser
 from replitlm.data.sources import InputError
 from replitlm.data.tokenizer_training import corpus_texts, train_tokenizer
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = parser(__doc__)
     p.add_argument(
         "--input", nargs="+", required=True, help="folders, .jsonl(.gz)/.parquet files or saved datasets"
     )
