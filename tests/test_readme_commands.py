@@ -79,7 +79,9 @@ def test_the_readme_shows_the_entries() -> None:
 @pytest.mark.parametrize("words", COMMANDS, ids=[shlex.join(w)[:60] for w in COMMANDS])
 def test_readme_command_works_as_written(words: list[str]) -> None:
     if words[0] in SET_UP:
-        assert words[1:2] in (["install"], ["test"], ["test-fast"], ["quickstart"], [".venv/bin/activate"]), words
+        assert words[1:2] in (["install"], ["test"], ["test-fast"], ["quickstart"], [".venv/bin/activate"]), (
+            words
+        )
         return
     if words[0] in ("sbatch",) or words[0].endswith(".sh"):  # launchers: a GPU cluster; check what they name
         script = next(w for w in words if w.endswith((".sh", ".sbatch")))

@@ -1,22 +1,29 @@
 """Exact and near deduplication.
 
-Exact: a 128-bit content digest per kept document. Near: MinHash signatures (datasketch) over shingles of
-`shingle` consecutive token ids, and an LSH index at Jaccard `threshold` (0.7 by default, as BigCode): a
-document is dropped when the index already holds one similar enough. Signatures are computed in the
-workers; the index lives in the main process and sees documents in input order, so results are
-deterministic.
+Exact: a 128-bit content digest per kept document. Near: MinHash signatures (rensa, in Rust) over shingles of
+`shingle` consecutive token ids, cut into LSH bands at Jaccard `threshold` (0.7 by default, as BigCode): a
+document is dropped when one of its bands matches a band of a document kept before it. Signatures and band
+keys are computed in the workers, a batch at a time; the main process only looks up and remembers 8 bytes
+per band of each kept document (a sorted array plus a recent set), in input order, so results are
+deterministic and near-dedup costs ~8 x bands bytes per kept file (~100 B at the defaults) where datasketch's
+LSH index took ~4.7 KB.
+
+rensa's signatures are not datasketch's (another hash family): the two must never share an index, and the
+pinned rensa version fixes them (0.5 rejects 0.4's).
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import operator
+from collections.abc import Sequence
 
 import numpy as np
-from datasketch import LeanMinHash, MinHash, MinHashLSH
+import rensa
 
 from replitlm.data.decontam import ngram_hashes
+
+MINHASH_SEED = 1  # part of the signatures' definition: changing it changes which documents near-dedup drops
 
 
 def content_digest(content: bytes) -> bytes:
@@ -25,33 +32,59 @@ def content_digest(content: bytes) -> bytes:
     return hashlib.sha256(content).digest()[:16]
 
 
+def shingle_hashes(tokens: np.ndarray, shingle: int) -> np.ndarray:
+    """The distinct 64-bit hashes of a document's token shingles (the whole document when it is shorter)."""
+    size = shingle if len(tokens) >= shingle else len(tokens) or 1
+    return np.unique(ngram_hashes(tokens, size))
+
+
+def minhash_signatures(docs: Sequence[np.ndarray], num_perm: int, shingle: int) -> np.ndarray:
+    """[len(docs), num_perm] uint32: the MinHash signature of each document's set of token shingles, all in
+    one call into rensa (its buffer API: one flat array of hashes and the row offsets)."""
+    sets = [shingle_hashes(doc, shingle) for doc in docs]
+    offsets = np.zeros(len(sets) + 1, dtype=np.uint64)
+    np.cumsum([len(h) for h in sets], out=offsets[1:])
+    flat = np.concatenate(sets) if sets else np.empty(0, dtype=np.uint64)
+    matrix = rensa.RMinHash.digest_matrix_from_flat_token_hashes(flat, offsets, num_perm, MINHASH_SEED)
+    return np.array(matrix.to_rows(), dtype=np.uint32).reshape(len(docs), num_perm)
+
+
 @functools.cache
-def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    """datasketch's default permutations (seed 1), drawn once rather than for every document."""
-    return MinHash(num_perm=num_perm).permutations
+def lsh_bands(threshold: float, num_perm: int) -> tuple[int, int]:
+    """(bands, rows per band) with bands * rows <= num_perm that minimise the probability of missing a pair
+    above `threshold` plus that of flagging one below it (equal weights), as datasketch's MinHashLSH chooses.
+
+    A pair of Jaccard s shares at least one band with probability 1 - (1 - s**r)**b."""
+    grid = np.linspace(0.0, 1.0, 2001)
+    best, best_error = (1, num_perm), float("inf")
+    for bands in range(1, num_perm + 1):
+        for rows in range(1, num_perm // bands + 1):
+            hit = 1 - (1 - grid**rows) ** bands
+            below, above = grid <= threshold, grid >= threshold
+            error = np.trapezoid(hit[below], grid[below]) + np.trapezoid(1 - hit[above], grid[above])
+            if error < best_error:
+                best, best_error = (bands, rows), error
+    return best
 
 
-def minhash_signature(tokens: np.ndarray, num_perm: int, shingle: int) -> LeanMinHash:
-    """MinHash of the set of token shingles (32-bit shingle hashes fed to datasketch).
-
-    The values are hashes already, so they pass through unhashed: `operator.index` is the identity on
-    ints, called from C (datasketch calls `hashfunc` once per value). Together with the permutations drawn
-    once, ~20% less time than a plain `MinHash(num_perm, hashfunc=lambda v: v)`, with the same signature."""
-    m = MinHash(
-        num_perm=num_perm, hashfunc=operator.index, permutations=_permutations(num_perm), scheme="affine32"
-    )
-    shingles = (
-        ngram_hashes(tokens, shingle) if len(tokens) >= shingle else ngram_hashes(tokens, len(tokens) or 1)
-    )
-    values = np.unique(shingles & np.uint64(0xFFFFFFFF))
-    if len(values):
-        m.update_batch(values.tolist())
-    return LeanMinHash(m)
+def band_keys(signatures: np.ndarray, bands: int, rows: int) -> np.ndarray:
+    """[n, bands] uint64: one 64-bit key per band of each signature (the band's index mixed in, so equal
+    values in different bands never match)."""
+    n = len(signatures)
+    cut = signatures[:, : bands * rows].reshape(n, bands, rows).astype(np.uint64)
+    keys = np.broadcast_to(
+        np.arange(bands, dtype=np.uint64) * np.uint64(0x9E3779B97F4A7C15), (n, bands)
+    ).copy()
+    with np.errstate(over="ignore"):
+        for column in range(rows):
+            keys = (keys ^ cut[:, :, column]) * np.uint64(0xBF58476D1CE4E5B9)
+            keys ^= keys >> np.uint64(31)
+    return keys
 
 
 class DigestSet:
-    """The content digests seen so far, by their first 64 bits: a sorted array, plus a set of the recent ones
-    that is merged into it every MERGE digests.
+    """64-bit keys seen so far (content digests by their first 64 bits, or LSH band keys): a sorted array,
+    plus a set of the recent ones that is merged into it every MERGE keys.
 
     ~8 bytes per file where a Python set of the digests costs ~150, so exact dedup over 10**8 files needs
     ~1 GB, not 15. A file is wrongly taken for a duplicate only if two different files' SHA-256 agree in 64
@@ -67,18 +100,24 @@ class DigestSet:
     def add(self, digest: bytes) -> bool:
         """Remember the digest; False if it was seen before."""
         key = int.from_bytes(digest[:8], "little")
+        if self.contains(key):
+            return False
+        self.add_key(key)
+        return True
+
+    def contains(self, key: int) -> bool:
         if key in self.recent:
-            return False
+            return True
         at = int(self.merged.searchsorted(np.uint64(key)))  # (a Python int would convert the whole array)
-        if at < len(self.merged) and int(self.merged[at]) == key:
-            return False
+        return at < len(self.merged) and int(self.merged[at]) == key
+
+    def add_key(self, key: int) -> None:
         self.recent.add(key)
         if len(self.recent) >= self.MERGE:
             recent = np.sort(np.fromiter(self.recent, dtype=np.uint64, count=len(self.recent)))
             # two sorted runs: the stable sort (timsort here) merges them in linear time
             self.merged = np.sort(np.concatenate([self.merged, recent]), kind="stable")
             self.recent.clear()
-        return True
 
     def __len__(self) -> int:
         return len(self.merged) + len(self.recent)
@@ -88,14 +127,16 @@ class Deduplicator:
     def __init__(self, exact: bool, near: bool, threshold: float = 0.7, num_perm: int = 128) -> None:
         self.exact, self.near = exact, near
         self.seen = DigestSet()
-        self.lsh = MinHashLSH(threshold=threshold, num_perm=num_perm) if near else None
+        self.bands = DigestSet() if near else None  # the band keys of every kept document
 
-    def check(self, digest: bytes, signature: LeanMinHash | None) -> str | None:
-        """A drop reason for a duplicate, else None (and the document is remembered)."""
+    def check(self, digest: bytes, keys: np.ndarray | None) -> str | None:
+        """A drop reason for a duplicate, else None (and the document is remembered). `keys`: the document's
+        band keys (band_keys), or None when near-dedup did not look at it."""
         if self.exact and not self.seen.add(digest):
             return "exact_duplicate"
-        if self.lsh is not None and signature is not None:
-            if self.lsh.query(signature):
+        if self.bands is not None and keys is not None:
+            if any(self.bands.contains(int(key)) for key in keys):
                 return "near_duplicate"
-            self.lsh.insert(digest, signature)
+            for key in keys:
+                self.bands.add_key(int(key))
         return None

@@ -32,7 +32,7 @@ import numpy as np
 from tqdm import tqdm
 
 from replitlm.data.decontam import BenchmarkIndex, humaneval_path, read_benchmark_texts
-from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
+from replitlm.data.dedup import Deduplicator, band_keys, content_digest, lsh_bands, minhash_signatures
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.filters import (
     PERMISSIVE_LICENSES,
@@ -212,7 +212,7 @@ class Batch:
     n_bytes: list[int] = field(default_factory=list)
     digests: list[bytes] = field(default_factory=list)
     lengths: list[int] = field(default_factory=list)
-    signatures: list[Any] = field(default_factory=list)
+    signatures: list[Any] = field(default_factory=list)  # LSH band keys per document (near-dedup)
     tokens: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.uint32))
 
     def append(self, source: str, lang: str | None, drop: str | None = None, detail: str = "") -> int:
@@ -271,15 +271,19 @@ def process_batch(docs: list[RawDoc]) -> Batch:
     benchmark: BenchmarkIndex | None = _WORKER["benchmark"]
     contaminated = benchmark.contaminated_many(arrays) if benchmark is not None else [False] * len(arrays)
     eos = np.array([encoder.eos_id], dtype=np.uint32)
-    pieces = []
+    pieces, tokenized = [], []
     for i, tokens, leaked in zip(kept, arrays, contaminated, strict=True):
         if leaked:
             batch.drops[i] = "contaminated"
             continue
         pieces += [tokens, eos]
         batch.lengths[i] = len(tokens) + 1
-        if config.near_dedup:
-            batch.signatures[i] = minhash_signature(tokens, config.num_perm, config.shingle)
+        tokenized.append((i, tokens))
+    if config.near_dedup and tokenized:
+        signatures = minhash_signatures([tokens for _, tokens in tokenized], config.num_perm, config.shingle)
+        keys = band_keys(signatures, *lsh_bands(config.near_dedup_threshold, config.num_perm))
+        for (i, _), row in zip(tokenized, keys, strict=True):
+            batch.signatures[i] = row
     if pieces:
         batch.tokens = np.concatenate(pieces)
     return batch

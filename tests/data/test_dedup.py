@@ -3,19 +3,43 @@
 from __future__ import annotations
 
 import numpy as np
-from datasketch import MinHash
+import pytest
 
 from replitlm.data.decontam import ngram_hashes
-from replitlm.data.dedup import Deduplicator, content_digest, minhash_signature
+from replitlm.data.dedup import (
+    Deduplicator,
+    band_keys,
+    content_digest,
+    lsh_bands,
+    minhash_signatures,
+    shingle_hashes,
+)
 
 
-def test_minhash_signature_is_datasketchs_minhash_of_the_shingle_hashes() -> None:
-    tokens = np.random.default_rng(4).integers(0, 32768, 300).astype(np.uint32)
-    for doc in (tokens, tokens[:3]):  # shorter than a shingle: one shingle of the whole document
-        shingle = min(5, len(doc))
-        reference = MinHash(num_perm=64, hashfunc=lambda value: value)
-        reference.update_batch(np.unique(ngram_hashes(doc, shingle) & np.uint64(0xFFFFFFFF)).tolist())
-        assert np.array_equal(minhash_signature(doc, 64, 5).hashvalues, reference.hashvalues)
+def near_keys(doc: np.ndarray, threshold: float = 0.7) -> np.ndarray:
+    """The band keys a pipeline worker sends for `doc` (128 permutations, 5-token shingles)."""
+    return band_keys(minhash_signatures([doc], 128, 5), *lsh_bands(threshold, 128))[0]
+
+
+def test_signatures_estimate_the_shingle_jaccard(tokenizer) -> None:
+    """The share of equal signature entries estimates the Jaccard of the shingle sets, within the sampling
+    error of 128 permutations (sd <= 0.045), on real files edited to known Jaccards; batched = one by one."""
+    pairs = edited_copies(tokenizer)
+    docs = [d for _, doc, copy, _ in pairs for d in (doc, copy)]
+    signatures = minhash_signatures(docs, 128, 5)
+    assert signatures.shape == (len(docs), 128) and signatures.dtype == np.uint32
+    for k, (name, _, _, jaccard) in enumerate(pairs):
+        estimate = float(np.mean(signatures[2 * k] == signatures[2 * k + 1]))
+        assert abs(estimate - jaccard) < 0.15, (name, jaccard, estimate)
+    assert np.array_equal(minhash_signatures(docs[:1], 128, 5)[0], signatures[0])
+    short = np.array([7, 8, 9], dtype=np.uint32)  # shorter than a shingle: one shingle of the whole document
+    assert len(shingle_hashes(short, 5)) == 1 and minhash_signatures([short], 16, 5).shape == (1, 16)
+
+
+@pytest.mark.parametrize(("threshold", "expected"), [(0.7, (14, 9)), (0.85, (8, 16)), (0.5, (25, 5))])
+def test_lsh_bands_are_the_ones_datasketch_would_choose(threshold: float, expected: tuple[int, int]) -> None:
+    # datasketch.lsh._optimal_param(threshold, 128, 0.5, 0.5) gives these (checked when datasketch was the engine)
+    assert lsh_bands(threshold, 128) == expected
 
 
 def test_deduplicator_drops_copies_and_near_copies() -> None:
@@ -25,10 +49,7 @@ def test_deduplicator_drops_copies_and_near_copies() -> None:
     near[200] += 1  # one token changed: most shingles shared
     other = rng.integers(0, 32768, 400).astype(np.uint32)
     dedup = Deduplicator(exact=True, near=True)
-    verdicts = [
-        dedup.check(content_digest(d.tobytes()), minhash_signature(d, 128, 5))
-        for d in (doc, doc, near, other)
-    ]
+    verdicts = [dedup.check(content_digest(d.tobytes()), near_keys(d)) for d in (doc, doc, near, other)]
     assert verdicts == [None, "exact_duplicate", "near_duplicate", None]
 
 
@@ -90,8 +111,8 @@ def edited_copies(tokenizer) -> list[tuple[str, np.ndarray, np.ndarray, float]]:
 def test_near_dedup_decides_at_its_threshold_on_real_files_edited_to_a_measured_jaccard(tokenizer) -> None:
     for name, doc, copy, jaccard in edited_copies(tokenizer):
         dedup = Deduplicator(exact=True, near=True, threshold=0.7)
-        assert dedup.check(content_digest(doc.tobytes()), minhash_signature(doc, 128, 5)) is None
-        verdict = dedup.check(content_digest(copy.tobytes()), minhash_signature(copy, 128, 5))
+        assert dedup.check(content_digest(doc.tobytes()), near_keys(doc)) is None
+        verdict = dedup.check(content_digest(copy.tobytes()), near_keys(copy))
         if jaccard >= 0.8:  # above 0.7 by a margin the 128-permutation LSH resolves
             assert verdict == "near_duplicate", (name, jaccard)
         else:
@@ -106,8 +127,28 @@ def test_near_dedup_off_keeps_near_copies_and_takes_documents_without_signatures
     near[100] += 1
     exact_only = Deduplicator(exact=True, near=False)
     for d in (doc, near):  # signatures computed or not, near-dedup off drops nothing but exact copies
-        assert exact_only.check(content_digest(d.tobytes()), minhash_signature(d, 128, 5)) is None
+        assert exact_only.check(content_digest(d.tobytes()), near_keys(d)) is None
     assert exact_only.check(content_digest(doc.tobytes()), None) == "exact_duplicate"
     both = Deduplicator(exact=True, near=True)
     assert both.check(content_digest(doc.tobytes()), None) is None  # a document without a signature
-    assert both.check(content_digest(near.tobytes()), minhash_signature(near, 128, 5)) is None
+    assert both.check(content_digest(near.tobytes()), near_keys(near)) is None
+
+
+def test_near_dedup_memory_per_kept_file(monkeypatch) -> None:
+    """Near-dedup remembers 8 bytes per band (14 at the defaults) of each kept file: ~112 bytes, not the
+    ~4.7 KB of datasketch's LSH index."""
+    import tracemalloc
+
+    from replitlm.data.dedup import DigestSet
+
+    monkeypatch.setattr(DigestSet, "MERGE", 4096)
+    rng = np.random.default_rng(8)
+    keys = rng.integers(0, 2**63, size=(3000, 14), dtype=np.uint64)  # unrelated files: every one is kept
+    digests = [content_digest(k.to_bytes(4, "little")) for k in range(len(keys))]
+    dedup = Deduplicator(exact=False, near=True)
+    tracemalloc.start()
+    for digest, row in zip(digests, keys, strict=True):
+        assert dedup.check(digest, row) is None
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert size / len(keys) < 14 * 40, size / len(keys)
