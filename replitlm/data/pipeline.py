@@ -9,7 +9,7 @@ The workers' work is most of the CPU, so they see files as bytes (ASCII files ar
 without decoding) and send each batch back as a few columns and one token array.
 
 Nothing is held whole in memory: at most a few batches are in flight, and the dedup state is 8 bytes per
-kept file (plus datasketch's LSH entries with near-dedup, ~4.7 KB). A run is all-or-nothing: an
+kept file (plus 8 bytes per LSH band with near-dedup, ~112 at the defaults). A run is all-or-nothing: an
 interrupted run leaves only the staging folder, which the next run removes and redoes; the same input and
 seed give identical bytes.
 """
