@@ -44,6 +44,7 @@ from replitlm.training.lion import DecoupledLionW
 from replitlm.training.multinode import per_node_signal_files
 from replitlm.training.resume import LATEST, is_complete, repair_latest
 from replitlm.training.schema import LoaderSection, TrainConfig, TrainConfigError
+from replitlm.training.validation import validate_for_machine
 
 
 # -- model ---------------------------------------------------------------------------------------------------
@@ -131,11 +132,7 @@ def _build_base_model(cfg: TrainConfig, config: ReplitLMConfig) -> ReplitLMForCa
                 dtype=torch_dtype(wanted.pretrained_dtype),
                 **extra,
             )
-    if wanted.init_device == "meta":
-        if not torch.cuda.is_available():
-            raise TrainConfigError(
-                "model.init_device: 'meta' initialises on the GPU after sharding; use 'cpu'"
-            )
+    if wanted.init_device == "meta":  # on a GPU: validate_for_machine
         with torch.device("meta"):
             model = ReplitLMForCausalLM(config)
         # FSDP materialises one module at a time and calls this on it (the module's own tensors only).
@@ -345,24 +342,10 @@ def build_trainer(cfg: TrainConfig, extra_callbacks: list[Callback] | tuple[Call
     from composer.utils import get_device, reproducibility
 
     on_gpu = cfg.device == "gpu" or (cfg.device is None and torch.cuda.is_available())
-    if not on_gpu and cfg.precision != "fp32":
-        raise TrainConfigError(
-            f"precision: {cfg.precision} needs a GPU (Composer trains in fp32 on CPUs); use fp32"
-        )
-    if not on_gpu and cfg.model.pretrained_dtype != "float32":
-        raise TrainConfigError(
-            f"model.pretrained_dtype: {cfg.model.pretrained_dtype} weights need amp on a GPU; use float32 on CPUs"
-        )
-    if cfg.lora is not None and cfg.lora.quantize is not None and cfg.fsdp_config is not None:
-        raise TrainConfigError("lora.quantize: a 4/8-bit base trains on one GPU per process (DDP), not FSDP")
+    validate_for_machine(cfg, on_gpu=on_gpu)
     # Distributed first: the batch split, the gloo check and FSDP all need the process group.
     dist.initialize_dist(get_device(cfg.device), timeout=cfg.dist_timeout)
-    fsdp1 = cfg.fsdp_config is not None and os.environ.get("FSDP_VERSION") != "2"
-    if fsdp1 and cfg.lora is not None and dist.get_world_size() == 1:
-        raise TrainConfigError(
-            "fsdp_config: LoRA under FSDP1 in a single process fails in torch 2.7 (NO_SHARD with frozen "
-            "parameters, pytorch#151223); one process needs no sharding: remove fsdp_config, or set FSDP_VERSION=2"
-        )
+    validate_for_machine(cfg, on_gpu=on_gpu, world_size=dist.get_world_size())
     clean_stale_streaming_memory()
     prepare_autoresume(cfg)
     reproducibility.seed_all(cfg.seed)

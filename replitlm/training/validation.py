@@ -251,3 +251,36 @@ def key_path(path: str, key: Any) -> str:
 
 def describe(value: Any) -> str:
     return f"{type(value).__name__} {value!r}"[:80]
+
+
+def validate_for_machine(config: TrainConfig, on_gpu: bool, world_size: int | None = None) -> None:
+    """The checks that depend on where the run starts: a GPU or not, and (once the process group exists,
+    `world_size`) how many processes. build_trainer calls it before and after starting distributed."""
+    if not on_gpu:
+        check(
+            config.precision == "fp32",
+            "precision",
+            f"{config.precision} needs a GPU (Composer trains in fp32 on CPUs); use fp32",
+        )
+        check(
+            config.model.pretrained_dtype == "float32",
+            "model.pretrained_dtype",
+            f"{config.model.pretrained_dtype} weights need amp on a GPU; use float32 on CPUs",
+        )
+        check(
+            config.model.init_device != "meta",
+            "model.init_device",
+            "'meta' initialises on the GPU after sharding; use 'cpu'",
+        )
+    if config.lora is not None and config.lora.quantize is not None:
+        check(
+            config.fsdp_config is None,
+            "lora.quantize",
+            "a 4/8-bit base trains on one GPU per process (DDP), not FSDP",
+        )
+    fsdp1 = config.fsdp_config is not None and os.environ.get("FSDP_VERSION") != "2"
+    if fsdp1 and config.lora is not None and world_size == 1:
+        raise TrainConfigError(
+            "fsdp_config: LoRA under FSDP1 in a single process fails in torch 2.7 (NO_SHARD with frozen "
+            "parameters, pytorch#151223); one process needs no sharding: remove fsdp_config, or set FSDP_VERSION=2"
+        )

@@ -166,3 +166,31 @@ def test_a_missing_yaml_lists_the_ones_that_exist(monkeypatch: pytest.MonkeyPatc
     assert message.startswith("yamls/finetune/replit-3b.yaml: no such config file; the YAMLs here: ")
     assert "yamls/finetune.yaml" in message and "yamls/quickstart/tiny-cpu.yaml" in message
     assert "humaneval" not in message, "evaluation YAMLs are not training configs"
+
+
+def test_machine_checks_say_what_the_cpu_or_one_process_cannot_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    from replitlm.training.validation import validate_for_machine
+
+    monkeypatch.delenv("FSDP_VERSION", raising=False)
+    lora = REPO / "yamls" / "quickstart" / "lora-tiny-cpu.yaml"
+    cases = [
+        (TINY, ["precision=amp_bf16"], "precision: amp_bf16 needs a GPU"),
+        (
+            TINY,
+            ["model.pretrained_dtype=bfloat16"],
+            "model.pretrained_dtype: bfloat16 weights need amp on a GPU",
+        ),
+        (
+            TINY,
+            ["model.init_device=meta", "fsdp_config={}"],
+            "model.init_device: 'meta' initialises on the GPU",
+        ),
+        (lora, ["lora.quantize=4bit", "fsdp_config={}"], "lora.quantize: a 4/8-bit base trains on one GPU"),
+        (lora, ["fsdp_config={}"], "fsdp_config: LoRA under FSDP1 in a single process"),
+    ]
+    for path, overrides, message in cases:
+        cfg = load_train_config(path, overrides)
+        with pytest.raises(TrainConfigError, match=message):
+            validate_for_machine(cfg, on_gpu="quantize" in message, world_size=1)
+    validate_for_machine(load_train_config(TINY, ["precision=amp_bf16"]), on_gpu=True, world_size=1)
+    validate_for_machine(load_train_config(lora, ["fsdp_config={}"]), on_gpu=True, world_size=2)
