@@ -1,10 +1,12 @@
-"""The MDS writer for packed token samples."""
+"""Writing MDS shards of packed token samples (ShardWriter), and reading small local MDS datasets whole."""
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import json
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -123,3 +125,26 @@ def sample_columns(max_seq_len: int, with_sequence_id: bool) -> dict[str, str]:
         columns["sequence_id"] = f"ndarray:uint16:{max_seq_len}"
         columns["doc_languages"] = "str"
     return columns
+
+
+def read_local_mds(local: str, split: str | None = None) -> Iterator[dict[str, Any]]:
+    """Every sample of MDS shards on local disk, in order, through streaming's own shard readers but without a
+    StreamingDataset: for reading a small dataset whole in one process (instruct data at start-up).
+
+    A StreamingDataset keeps its shared-memory handles open until the process exits, and each one opens those
+    of the datasets before it again, so a process that builds many leaks descriptors quadratically; this needs
+    none. Compressed shards are decompressed next to the originals, as StreamingDataset does (atomically)."""
+    from streaming.base.compression import decompress
+    from streaming.base.format import reader_from_json
+
+    root = Path(local, split or "")
+    for shard in json.loads((root / "index.json").read_text())["shards"]:
+        reader = reader_from_json(local, split, shard)
+        raw = root / shard["raw_data"]["basename"]
+        if not raw.exists():
+            zipped = root / shard["zip_data"]["basename"]
+            partial = raw.with_name(f".{raw.name}.partial")
+            partial.write_bytes(decompress(shard["compression"], zipped.read_bytes()))
+            partial.replace(raw)
+        for i in range(reader.samples):
+            yield reader.get_item(i)

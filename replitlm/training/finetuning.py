@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from replitlm.data.instruct import InstructError, PromptTemplate, iter_records, to_prompt_response
+from replitlm.data.shards import read_local_mds
 from replitlm.training.data import DataError, TokenCollator, check_local_dataset, torch_dataloader
 from replitlm.training.schema import DatasetSection, LoaderSection
 
@@ -83,19 +84,27 @@ def read_examples(ds: DatasetSection, where: str) -> Iterator[tuple[str, Any]]:
 
 
 def _mds_records(ds: DatasetSection, where: str) -> Iterator[tuple[str, Any]]:
-    from streaming import StreamingDataset
-
     check_local_dataset(ds.local, ds.remote, ds.split, where)
-    # Random access by global index: every rank reads every example (iteration would give a rank its share).
-    dataset = StreamingDataset(local=ds.local, remote=ds.remote, split=ds.split, shuffle=False, batch_size=1)
-    for i in range(dataset.num_samples):
-        sample = dataset.get_item(i)
+    # Every rank reads every example, in order (the loader shards the packed samples, not the records).
+    for i, sample in enumerate(_mds_samples(ds)):
         if "prompt" not in sample or "response" not in sample:
             raise DataError(
                 f"{where}: sample {i} has columns {sorted(sample)}, expected prompt and response (make the "
                 "shards with data_prep/convert_instruct_dataset.py)"
             )
         yield f"{ds.local or ds.remote}[{i}]", {"prompt": sample["prompt"], "response": sample["response"]}
+
+
+def _mds_samples(ds: DatasetSection) -> Iterator[dict[str, Any]]:
+    """Local shards are read directly; remote ones through a StreamingDataset, which downloads them."""
+    if ds.remote is None:
+        yield from read_local_mds(ds.local, ds.split)
+        return
+    from streaming import StreamingDataset
+
+    dataset = StreamingDataset(local=ds.local, remote=ds.remote, split=ds.split, shuffle=False, batch_size=1)
+    for i in range(dataset.num_samples):  # by global index: every rank gets every sample
+        yield dataset.get_item(i)
 
 
 def encode_example(

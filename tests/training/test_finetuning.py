@@ -132,6 +132,35 @@ def test_mds_from_convert_instruct_dataset_gives_the_same_samples(tokenizer, tmp
     )
     assert not report.bad and len(from_mds) == len(from_json)
     assert all(np.array_equal(a["labels"], b["labels"]) for a, b in zip(from_json, from_mds, strict=True))
+    # the same shards read through `remote` (a folder here, an object store in real runs) into a local cache
+    remote = DatasetSection(local=str(tmp_path / "cache"), remote=str(tmp_path / "mds"))
+    from_remote, _ = build_samples(remote, tokenizer, 256, "train_loader")
+    assert all(np.array_equal(a["tokens"], b["tokens"]) for a, b in zip(from_mds, from_remote, strict=True))
+
+
+def test_reading_local_mds_leaves_no_descriptor_open(tokenizer, tmp_path: Path) -> None:
+    """Local instruct shards are read without a StreamingDataset, whose shared-memory handles stay open until
+    the process exits (and grow with every dataset built in it)."""
+    import os
+
+    convert([str(ALPACA)], str(tmp_path / "mds"))
+    build_samples(DatasetSection(local=str(tmp_path / "mds")), tokenizer, 256, "train_loader")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        build_samples(DatasetSection(local=str(tmp_path / "mds")), tokenizer, 256, "train_loader")
+    assert len(os.listdir("/proc/self/fd")) <= before
+
+
+def test_mds_shards_without_prompt_and_response_are_named(tokenizer, tmp_path: Path) -> None:
+    from streaming import MDSWriter
+
+    for missing in ("prompt", "response"):
+        kept = {"prompt": "str", "response": "str"}
+        kept.pop(missing)
+        with MDSWriter(out=str(tmp_path / missing), columns=kept) as writer:
+            writer.write({k: "x" for k in kept})
+        with pytest.raises(DataError, match=r"sample 0 has columns .* expected prompt and response"):
+            build_samples(DatasetSection(local=str(tmp_path / missing)), tokenizer, 64, "train_loader")
 
 
 def test_the_model_loss_is_the_mean_over_response_tokens_only(tokenizer) -> None:
