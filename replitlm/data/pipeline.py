@@ -431,7 +431,7 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     staging.mkdir(parents=True)
 
     stats = Stats()
-    packers = {split: _packer(staging / split, config) for split in ("train", "val")}
+    packers = Packers(staging, config)
     dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
     docs = iter_inputs(config.inputs, config.data_dir, config.split)
     try:
@@ -441,16 +441,18 @@ def run(config: PipelineConfig) -> dict[str, Any]:
             packer.writer.abandon()  # its background thread may be writing a shard into staging
         shutil.rmtree(staging, ignore_errors=True)  # a rerun starts over anyway; free the disk now
         raise
-    for split, packer in packers.items():
-        remainder = packer.finish()
+    for split in ("train", "val"):
+        packer = packers.get(split)
+        remainder = packer.finish() if packer is not None else 0
+        samples = packer.samples if packer is not None else 0
         stats.splits[split] = {
-            "samples": packer.samples,
-            "tokens": packer.samples * config.max_seq_len,
-            "documents": packer.documents,
+            "samples": samples,
+            "tokens": samples * config.max_seq_len,
+            "documents": packer.documents if packer is not None else 0,
             "remainder_tokens_dropped": remainder,
         }
-        if not packer.samples:  # streaming cannot open a dataset without samples: leave no empty split
-            shutil.rmtree(staging / split)
+        if not samples:  # streaming cannot open a dataset without samples: leave no empty split
+            shutil.rmtree(staging / split, ignore_errors=True)
     report = stats.as_dict()
     report["seconds"] = round(time.perf_counter() - start, 2)
     report["config"] = _config_record(config)
@@ -511,6 +513,20 @@ def _write_shards(
         for batch in results:
             _consume(batch, config, stats, dedup, packers)
             bar.update(len(batch))
+
+
+class Packers(dict):
+    """The train and val packers, each made when its first document comes: making one imports streaming
+    (~5 s here: it imports torch and transformers), which then overlaps the workers' first batches instead of
+    delaying them, and the workers fork from a process that has not imported it."""
+
+    def __init__(self, staging: Path, config: PipelineConfig) -> None:
+        super().__init__()
+        self.staging, self.config = staging, config
+
+    def __missing__(self, split: str) -> Packer:
+        packer = self[split] = _packer(self.staging / split, self.config)
+        return packer
 
 
 def _packer(path: Path, config: PipelineConfig) -> Packer:

@@ -152,3 +152,17 @@ def test_near_dedup_memory_per_kept_file(monkeypatch) -> None:
     size, _ = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert size / len(keys) < 14 * 40, size / len(keys)
+
+
+def test_repeated_shingles_do_not_change_a_signature() -> None:
+    """Shingle hashes go to rensa with their repeats (a minimum ignores them): the same as the set's."""
+    unit = np.random.default_rng(9).integers(0, 32768, 50).astype(np.uint32)
+    repeated = np.tile(unit, 6)  # the same 5-token windows again and again
+    hashes = shingle_hashes(repeated, 5)
+    assert len(np.unique(hashes)) < len(hashes)
+    import rensa
+
+    distinct = np.unique(hashes)
+    offsets = np.array([0, len(distinct)], dtype=np.uint64)
+    of_set = rensa.RMinHash.digest_matrix_from_flat_token_hashes(distinct, offsets, 128, 1).to_rows()
+    assert np.array_equal(minhash_signatures([repeated], 128, 5), np.array(of_set, dtype=np.uint32))
