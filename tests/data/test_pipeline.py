@@ -321,7 +321,13 @@ def test_streaming_reads_back_under_two_ranks_without_overlap(
 
 
 def test_kill_mid_run_then_rerun_gives_the_same_shards(tmp_path: Path, spiece_path: Path) -> None:
-    args = [sys.executable, str(CLI), "--input", str(STDLIB / "email"), str(STDLIB / "json"), str(STDLIB / "asyncio"),
+    # Enough input that shards keep being written after the first batches: the workers run ahead while the
+    # main process imports streaming, so a small input would be packed in one burst at the end.
+    folders = [
+        str(STDLIB / name)
+        for name in ("email", "json", "asyncio", "unittest", "xml", "ctypes", "lib2to3", "idlelib")
+    ]
+    args = [sys.executable, str(CLI), "--input", *folders,
             "--tokenizer", str(spiece_path), "--max-seq-len", "128", "--workers", "1", "--val-fraction", "0.2",
             "--shard-size", "32kb", "--quiet"]  # fmt: skip
     clean = tmp_path / "clean"
@@ -331,7 +337,7 @@ def test_kill_mid_run_then_rerun_gives_the_same_shards(tmp_path: Path, spiece_pa
     partial = tmp_path / ".out.partial" / "train"
     deadline = time.time() + 120
     while time.time() < deadline and not list(partial.glob("shard.*")):
-        time.sleep(0.05)
+        time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(partial.glob("shard.*")), "the run finished before it could be killed"
