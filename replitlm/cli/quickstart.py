@@ -27,12 +27,12 @@ import shlex
 import shutil
 import subprocess
 import sys
-import sysconfig
 import time
 from pathlib import Path
 
 import replitlm
 from replitlm.cli import fail, parser
+from replitlm.data.code_pairs import stdlib_sources
 
 # The clone this package runs from (an editable install): the YAMLs and the entry files live there.
 REPO = Path(replitlm.__file__).resolve().parents[1]
@@ -44,14 +44,10 @@ LORA_PROMPT = (
 
 def build_corpus(folder: Path, megabytes: float) -> None:
     """Link the stdlib's .py files (not site-packages, not tests) into `folder`, in sorted order, up to a size."""
-    stdlib = Path(sysconfig.get_paths()["stdlib"])
     budget, tmp = int(megabytes * 1e6), folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    for path in sorted(stdlib.rglob("*.py")):
-        rel = path.relative_to(stdlib)
-        if rel.parts[0] in ("site-packages", "test", "idlelib") or "tests" in rel.parts:
-            continue
+    for path, rel in stdlib_sources():
         size = path.stat().st_size
         if size > budget:
             break

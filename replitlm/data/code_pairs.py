@@ -23,23 +23,30 @@ def is_function_pairs_spec(spec: str) -> bool:
     return spec.startswith(PREFIX)
 
 
-def function_pairs_folder(spec: str) -> Path:
-    """The folder a `functions:...` spec reads; FileNotFoundError if it is not one."""
+def stdlib_sources() -> Iterator[tuple[Path, Path]]:
+    """(path, path relative to the standard library) of its own .py sources in sorted order: without
+    site-packages, its test suites and idlelib (the quickstart's corpus and `functions:stdlib`)."""
+    stdlib = Path(sysconfig.get_paths()["stdlib"])
+    for path in sorted(stdlib.rglob("*.py")):
+        rel = path.relative_to(stdlib)
+        if rel.parts[0] not in ("site-packages", "test", "idlelib") and "tests" not in rel.parts:
+            yield path, rel
+
+
+def function_pairs_files(spec: str) -> list[Path]:
+    """The .py files a `functions:...` spec reads, sorted; FileNotFoundError if it names no folder."""
     name = spec[len(PREFIX) :]
-    folder = Path(sysconfig.get_paths()["stdlib"]) if name == STDLIB else Path(name)
-    if not folder.is_dir():
-        raise FileNotFoundError(f"{spec}: {folder} is not a folder of Python files")
-    return folder
+    if name == STDLIB:
+        return [path for path, _ in stdlib_sources()]
+    if not Path(name).is_dir():
+        raise FileNotFoundError(f"{spec}: {name} is not a folder of Python files")
+    return sorted(Path(name).rglob("*.py"))
 
 
 def function_pairs(spec: str) -> Iterator[tuple[str, dict[str, str]]]:
     """(file:line, {prompt, response}) for every documented function with a body under the spec's folder,
     in sorted file order and source order."""
-    folder = function_pairs_folder(spec)
-    for path in sorted(folder.rglob("*.py")):
-        rel = path.relative_to(folder)
-        if rel.parts[0] in ("site-packages", "test", "idlelib") or "tests" in rel.parts:
-            continue
+    for path in function_pairs_files(spec):
         try:
             source = path.read_text(encoding="utf-8")
             tree = ast.parse(source)

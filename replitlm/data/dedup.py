@@ -141,8 +141,10 @@ class DigestSet:
 
 
 class Deduplicator:
-    def __init__(self, exact: bool, near: bool, threshold: float = 0.7, num_perm: int = 128) -> None:
-        self.exact, self.near = exact, near
+    """Exact dedup by content digest, near dedup by the LSH band keys the workers computed (band_keys)."""
+
+    def __init__(self, exact: bool, near: bool) -> None:
+        self.exact = exact
         self.seen = DigestSet()
         self.bands = DigestSet() if near else None  # the band keys of every kept document
 

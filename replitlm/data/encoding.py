@@ -22,12 +22,11 @@ class TokenEncoder:
     def _load(self) -> None:
         self.sp: Any = None
         self.hf: Any = None
-        plain = None if self.spec.endswith(".model") else plain_sentencepiece_folder(self.spec)
         if self.spec.endswith(".model"):
             self.sp = load_sentencepiece(self.spec)
             eos = self.sp.eos_id()
             self.vocab_size = self.sp.get_piece_size()
-        elif plain is not None:  # our own folders, without transformers: workers start at once
+        elif (plain := plain_sentencepiece_folder(self.spec)) is not None:  # ours: no transformers needed
             self.sp, eos = plain
             self.vocab_size = self.sp.get_piece_size()
         else:

@@ -432,7 +432,7 @@ def run(config: PipelineConfig) -> dict[str, Any]:
 
     stats = Stats()
     packers = Packers(staging, config)
-    dedup = Deduplicator(config.exact_dedup, config.near_dedup, config.near_dedup_threshold, config.num_perm)
+    dedup = Deduplicator(config.exact_dedup, config.near_dedup)
     docs = iter_inputs(config.inputs, config.data_dir, config.split)
     try:
         _write_shards(config, docs, encoder, benchmark, stats, dedup, packers)
