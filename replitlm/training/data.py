@@ -99,16 +99,26 @@ class CheckedStreamingDataset(StreamingDataset):
         try:
             super().prepare_shard(shard_id, blocking)
         except Exception as exc:
+            if self._shard_states[shard_id] == SHARD_FAILED:
+                # Marked while we looked (streaming then says "Invalid shard state: 255"): a consequence of
+                # another thread's or process's failure, whose cause is the one to report.
+                raise ShardFailedElsewhere(self._failed_elsewhere(shard_id)) from exc
             # recorded before the mark, so that this process reports this cause and not "elsewhere"
-            self._shard_error = exc
+            self._note_cause(exc)
             log.error("%s: preparing shard %s failed: %s", self.where, self._shard_name(shard_id), exc)
             self._shard_states[shard_id] = SHARD_FAILED
             raise
 
     def on_exception(self, future: Future) -> None:
         if future.exception() is not None:
-            self._shard_error = future.exception()  # kept for __iter__; super() logs it and stops the threads
+            self._note_cause(future.exception())  # kept for __iter__; super() logs it and stops the threads
         super().on_exception(future)
+
+    def _note_cause(self, exc: BaseException) -> None:
+        """The first failure is the cause; what other threads then hit (the shard marked failed, the event
+        set) are its consequences and must not replace it in the error users read."""
+        if getattr(self, "_shard_error", None) is None:
+            self._shard_error = exc
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not hasattr(self, "_event"):  # super() makes a plain Event only when there is none
@@ -133,8 +143,8 @@ class CheckedStreamingDataset(StreamingDataset):
         """Whether some process on the node marked a shard failed (its cause kept for __iter__ if we have
         none of our own)."""
         failed = np.flatnonzero(self._shard_states.numpy() == SHARD_FAILED)
-        if len(failed) and getattr(self, "_shard_error", None) is None:
-            self._shard_error = ShardFailedElsewhere(self._failed_elsewhere(int(failed[0])))
+        if len(failed):
+            self._note_cause(ShardFailedElsewhere(self._failed_elsewhere(int(failed[0]))))
         return bool(len(failed))
 
     def _failed_elsewhere(self, shard_id: int) -> str:

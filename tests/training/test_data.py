@@ -17,6 +17,7 @@ from replitlm.training.data import (
     SHARD_FAILED,
     CheckedStreamingDataset,
     DataError,
+    ShardFailedElsewhere,
     TokenCollator,
     build_dataloader,
     build_dataset,
@@ -115,6 +116,54 @@ def test_a_shard_another_process_failed_fails_this_one_too(token_data: Path, tmp
     with pytest.raises(DataError, match=r"shard\.00001\.mds\.zstd could not be prepared by another"):
         sum(1 for _ in dataset)
     assert threads_stop(dataset), "streaming's threads still wait for the shard"
+
+
+def test_the_first_failure_is_the_cause_users_read(
+    token_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two threads reach the failing shard: the one that loses the race finds it marked failed between our
+    check and streaming's ("Invalid shard state: 255", seen in CI) and must not replace the real cause."""
+    from streaming import StreamingDataset
+
+    make_second_shard_vanish(monkeypatch)
+    zipped_copy(token_data, tmp_path / "ds")
+    dataset = build_dataset(
+        DatasetSection(local=str(tmp_path / "ds"), split="train", shuffle=False), 4, where="t"
+    )
+    with pytest.raises(FileNotFoundError):  # the first thread: the real cause
+        dataset.prepare_shard(1)
+    assert dataset._shard_states[1] == SHARD_FAILED
+
+    def marked_while_we_looked(self, shard_id: int, blocking: bool = True) -> None:
+        raise RuntimeError(f"Invalid shard state: {self._shard_states[shard_id]}")  # streaming's words
+
+    monkeypatch.setattr(StreamingDataset, "prepare_shard", marked_while_we_looked)
+    real_states = dataset._shard_states
+    dataset._shard_states = StaleAtFirstLook(real_states)
+    with pytest.raises(ShardFailedElsewhere):  # the second thread: a consequence, said as one
+        dataset.prepare_shard(1)
+    dataset._shard_states = real_states
+    monkeypatch.undo()  # streaming's own prepare_shard again: the loop below meets the failed shard
+    with pytest.raises(DataError, match=r"t\.dataset: reading the shards failed \(FileNotFoundError.*00001"):
+        sum(1 for _ in dataset)
+    assert threads_stop(dataset), "streaming's threads still wait for the shard"
+
+
+class StaleAtFirstLook:
+    """The shard states as the thread that loses the race sees them: shard not yet failed at our check,
+    failed at the next look (streaming's SharedArray otherwise)."""
+
+    def __init__(self, states: object) -> None:
+        self.states, self.looked = states, False
+
+    def __getitem__(self, index: int) -> int:
+        if not self.looked:
+            self.looked = True
+            return 0
+        return self.states[index]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.states, name)
 
 
 def shard_threads_polling(dataset: CheckedStreamingDataset, within: float = 10) -> int:
