@@ -19,7 +19,17 @@ import sys
 
 from replitlm.cli import fail, parser
 from replitlm.data.filters import QualityFilter
-from replitlm.data.pipeline import DEDUP, IO, PACK, QUALITY, SELECT, PipelineConfig, format_report, run
+from replitlm.data.pipeline import (
+    DEDUP,
+    ENGINE,
+    IO,
+    PACK,
+    QUALITY,
+    SELECT,
+    PipelineConfig,
+    format_report,
+    run,
+)
 from replitlm.data.sources import InputError
 from replitlm.fields import add_options, option_values
 
@@ -27,7 +37,7 @@ from replitlm.fields import add_options, option_values
 def build_parser() -> argparse.ArgumentParser:
     """The options are PipelineConfig's and QualityFilter's fields (their defaults and help live there)."""
     p = parser(__doc__)
-    groups = {name: p.add_argument_group(name) for name in (IO, PACK, SELECT, QUALITY, DEDUP)}
+    groups = {name: p.add_argument_group(name) for name in (IO, PACK, SELECT, QUALITY, DEDUP, ENGINE)}
     groups[SELECT].add_argument(
         "--no-license-filter", action="store_true", help="keep files whatever their licenses"
     )
@@ -46,7 +56,16 @@ def config_from_args(args: argparse.Namespace) -> PipelineConfig:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        report = run(config_from_args(args))
+        config = config_from_args(args)
+        if config.engine == "spark":
+            from replitlm.data.spark_engine import SparkJobError, run_spark  # imports pyspark: only here
+
+            try:
+                report = run_spark(config)
+            except SparkJobError as e:
+                return fail(f"{e}; nothing was published at {args.out}")
+        else:
+            report = run(config)
     except (InputError, ValueError, FileExistsError, FileNotFoundError) as e:
         return fail(str(e))
     except OSError as e:  # a full disk, a read-only folder: nothing is published, a rerun continues

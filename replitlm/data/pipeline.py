@@ -57,6 +57,14 @@ BATCH_BYTES = 4 << 20
 # --help groups of the command's options
 IO, PACK, SELECT = "input and output", "tokenizing and packing", "selection"
 QUALITY, DEDUP = QUALITY_GROUP, "deduplication and decontamination"
+ENGINE = "engine (past one machine: --engine spark)"
+ENGINES = ("local", "spark")
+
+
+def _engine(text: str) -> str:
+    if text not in ENGINES:
+        raise argparse.ArgumentTypeError(f"'{text}' is not one of {', '.join(ENGINES)}")
+    return text
 
 
 def parse_mixture(text: str) -> dict[str, float]:
@@ -173,6 +181,25 @@ class PipelineConfig:
     )
     decontam_ngram: int = field(default=20, metadata=cli("n-gram length in tokens", group=DEDUP))
     progress: bool = field(default=True, metadata=cli("no progress bar", flag="--quiet"))
+    engine: str = field(
+        default="local",
+        metadata=cli(
+            "local: this machine's cores; spark: Spark jobs (docs/data.md)", group=ENGINE, parse=_engine
+        ),
+    )
+    spark_master: str | None = field(
+        default=None,
+        metadata=cli(
+            "Spark master URL (local[4], spark://host:7077, yarn); default: spark-submit's, else local[*]",
+            group=ENGINE,
+        ),
+    )
+    spark_partitions: int | None = field(
+        default=None,
+        metadata=cli(
+            "Spark tasks per stage (default: the cluster's default parallelism)", group=ENGINE, parse=int
+        ),
+    )
 
     def validate(self) -> None:
         def bad(option: str, problem: str) -> None:
@@ -188,6 +215,12 @@ class PipelineConfig:
             bad("--val-fraction", f"must be in [0, 1), got {self.val_fraction}")
         if not 0 < self.near_dedup_threshold <= 1:
             bad("--near-dedup-threshold", f"must be in (0, 1], got {self.near_dedup_threshold}")
+        if self.engine not in ENGINES:
+            bad("--engine", f"must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.engine != "spark" and (self.spark_master is not None or self.spark_partitions is not None):
+            bad("--spark-master/--spark-partitions", "apply to --engine spark only")
+        if self.spark_partitions is not None and self.spark_partitions < 1:
+            bad("--spark-partitions", f"must be >= 1, got {self.spark_partitions}")
         if self.max_bytes <= 0:
             bad("--max-bytes", f"must be positive, got {self.max_bytes}")
         for lang, weight in self.mixture.items():
@@ -529,11 +562,12 @@ class Packers(dict):
         return packer
 
 
-def _packer(path: Path, config: PipelineConfig) -> Packer:
+def _packer(path: Path, config: PipelineConfig, remote: str | None = None) -> Packer:
+    """A packer writing MDS shards into `path` (and uploading each to `remote`, when given)."""
     from replitlm.data.shards import ShardWriter, sample_columns  # streaming imports torch: the writer only
 
     writer = ShardWriter(
-        out=str(path),
+        out=(str(path), remote) if remote else str(path),
         columns=sample_columns(config.max_seq_len, config.sequence_id),
         compression=config.compression,
         size_limit=config.shard_size,

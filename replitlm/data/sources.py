@@ -46,29 +46,40 @@ def iter_inputs(inputs: list[str], data_dir: str | None = None, split: str = "tr
 
 
 def iter_input(spec: str, data_dir: str | None = None, split: str = "train") -> Iterator[RawDoc]:
+    kind, where = input_kind(spec)
+    if kind == "hub":
+        yield from iter_hub_dataset(where, data_dir, split)
+    elif kind == "saved":
+        yield from iter_saved_dataset(Path(where), split)
+    elif kind == "tree":
+        yield from iter_tree(Path(where))
+    elif kind == "jsonl":
+        yield from iter_jsonl(Path(where))
+    else:
+        yield from iter_parquet(Path(where))
+
+
+def input_kind(spec: str) -> tuple[str, str]:
+    """(kind, path or hub id) of an --input: kind is hub, saved, tree, jsonl or parquet."""
     if spec.startswith("hf:"):
-        yield from iter_hub_dataset(spec[3:], data_dir, split)
-        return
+        return "hub", spec[3:]
     path = Path(spec)
     if path.is_dir():
         if (path / "dataset_info.json").exists() or (path / "dataset_dict.json").exists():
-            yield from iter_saved_dataset(path, split)
-        else:
-            yield from iter_tree(path)
-    elif path.is_file():
+            return "saved", spec
+        return "tree", spec
+    if path.is_file():
         name = path.name.lower()
         if name.endswith((".jsonl", ".jsonl.gz", ".json.gz")):
-            yield from iter_jsonl(path)
-        elif name.endswith(".parquet"):
-            yield from iter_parquet(path)
-        else:
-            raise InputError(
-                f"--input {spec}: unknown file kind (expected .jsonl, .jsonl.gz, .parquet or a folder)"
-            )
-    elif "/" in spec and not spec.startswith((".", "/")) and not path.exists():
-        yield from iter_hub_dataset(spec, data_dir, split)
-    else:
-        raise InputError(f"--input {spec}: no such file or folder")
+            return "jsonl", spec
+        if name.endswith(".parquet"):
+            return "parquet", spec
+        raise InputError(
+            f"--input {spec}: unknown file kind (expected .jsonl, .jsonl.gz, .parquet or a folder)"
+        )
+    if "/" in spec and not spec.startswith((".", "/")) and not path.exists():
+        return "hub", spec
+    raise InputError(f"--input {spec}: no such file or folder")
 
 
 def iter_tree(root: Path) -> Iterator[RawDoc]:
@@ -168,7 +179,9 @@ def iter_jsonl(path: Path) -> Iterator[RawDoc]:
         )
 
 
-def iter_parquet(path: Path) -> Iterator[RawDoc]:
+def iter_parquet(path: Path, row_group: int | None = None) -> Iterator[RawDoc]:
+    """The file's records (or one row group's: the Spark engine reads row groups in parallel); a record's
+    source is `path:row`, its row in the whole file either way."""
     import pyarrow.parquet as pq
 
     row = 0
@@ -179,7 +192,11 @@ def iter_parquet(path: Path) -> Iterator[RawDoc]:
             for c in ("content", "lang", "ext", "licenses", "max_stars_repo_licenses", "max_stars_repo_path")
             if c in parquet.schema_arrow.names
         ]
-        for batch in parquet.iter_batches(batch_size=256, columns=columns):
+        groups = None
+        if row_group is not None:
+            groups = [row_group]
+            row = sum(parquet.metadata.row_group(g).num_rows for g in range(row_group))
+        for batch in parquet.iter_batches(batch_size=256, columns=columns, row_groups=groups):
             for record in batch.to_pylist():
                 yield _record_doc(f"{path}:{row}", record)
                 row += 1
@@ -187,7 +204,15 @@ def iter_parquet(path: Path) -> Iterator[RawDoc]:
         yield RawDoc(f"{path}:{row}", None, None, drop="unreadable", detail=f"{type(e).__name__}: {e}")
 
 
-def iter_saved_dataset(path: Path, split: str) -> Iterator[RawDoc]:
+def iter_saved_dataset(path: Path, split: str, rows: range | None = None) -> Iterator[RawDoc]:
+    """The dataset's records (or those of `rows`: the Spark engine reads slices in parallel)."""
+    ds = open_saved_dataset(path, split)
+    rows = rows if rows is not None else range(len(ds))
+    for i, record in zip(rows, ds.select(rows) if len(rows) != len(ds) else ds, strict=True):
+        yield _record_doc(f"{path}:{i}", record)
+
+
+def open_saved_dataset(path: Path, split: str) -> Any:
     import datasets
 
     ds = datasets.load_from_disk(str(path))
@@ -195,8 +220,7 @@ def iter_saved_dataset(path: Path, split: str) -> Iterator[RawDoc]:
         if split not in ds:
             raise InputError(f"--input {path}: no split '{split}' (has {sorted(ds)}); use --split")
         ds = ds[split]
-    for i, record in enumerate(ds):
-        yield _record_doc(f"{path}:{i}", record)
+    return ds
 
 
 def iter_hub_dataset(name: str, data_dir: str | None, split: str) -> Iterator[RawDoc]:
