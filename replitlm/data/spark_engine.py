@@ -20,6 +20,7 @@ each part leaves its own remainder (< max_seq_len tokens) unwritten.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ import re
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -263,6 +265,15 @@ def _set_up_worker(setup: WorkerSetup) -> None:
     benchmark = setup.benchmark.value if setup.benchmark is not None else None
     init_worker(setup.config, encoder, benchmark)
     pipeline._WORKER["spark_job"] = setup.job
+    _import_in_background("replitlm.data.shards")
+
+
+def _import_in_background(module: str) -> None:
+    """Start importing a module the next stage needs: the shard writer's streaming imports torch and
+    transformers (~4 s), which then overlaps this stage's work instead of delaying the next (Spark reuses
+    its Python workers, and the driver's process is the same all along)."""
+    if module not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=(module,), daemon=True).start()
 
 
 def _shipped(path: str) -> str:
@@ -372,6 +383,7 @@ def run_spark(config: PipelineConfig) -> dict[str, Any]:
         staging.mkdir(parents=True)
     target = config.out.rstrip("/") if remote else str(staging.resolve())
     units = list_units(config)
+    _import_in_background("streaming")  # merge_index, at the end
     spark, ours = spark_session(config)
     try:
         with worker_errors(), _quiet("streaming", "root"):
@@ -454,6 +466,8 @@ def _run_jobs(
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_DOCS))
     partitions = config.spark_partitions or spark.sparkContext.defaultParallelism
+    if config.spark_partitions is not None:  # the joins' and aggregations' tasks too
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
     stats = Stats()
     unit_df = spark.createDataFrame(units, "unit long, kind string, where string, start long, stop long")
     docs = unit_df.repartition(min(len(units), partitions) or 1).mapInArrow(

@@ -11,9 +11,11 @@ measures, each in a fresh process:
   * the full pipeline at its defaults (--workers worker processes, quality filters, license filter, exact
     dedup, decontamination and near-dedup on), and once more with near-dedup off;
   * the pipeline's peak RSS (main process and its largest worker) on the full corpus and on a quarter of
-    it, to show that memory does not grow with the corpus.
+    it, to show that memory does not grow with the corpus;
+  * with --engine spark, the Spark engine beside it (local[--workers], defaults), on the full corpus each
+    round and on the quarter: its fixed cost (JVM, Python workers, a job per stage) and its rate beyond.
 
-    python scripts/bench/data_prep.py [--mb 200 --workers 2]
+    python scripts/bench/data_prep.py [--mb 200 --workers 2 --engine spark]
 """
 
 from __future__ import annotations
@@ -71,10 +73,17 @@ PIPELINE = """
 import json, resource, sys, time
 from replitlm.data.pipeline import PipelineConfig, run
 folder, model, workers, out, near = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5] == "1"
+engine = sys.argv[6]
 import os
 n_bytes = sum(os.path.getsize(os.path.join(folder, f)) for f in os.listdir(folder))
-report = run(PipelineConfig(inputs=[folder], out=out, tokenizer=model, workers=workers, near_dedup=near,
-                            val_fraction=0.01, progress=False))
+config = PipelineConfig(inputs=[folder], out=out, tokenizer=model, workers=workers, near_dedup=near,
+                        val_fraction=0.01, progress=False)
+if engine == "spark":
+    from replitlm.data.spark_engine import run_spark
+    config.engine, config.spark_master, config.workers = "spark", f"local[{workers}]", 0
+    report = run_spark(config)
+else:
+    report = run(config)
 tokens = sum(row["tokens"] for row in report["languages"].values())
 rss = {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
        "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
@@ -120,12 +129,28 @@ def rate(result: dict) -> float:
     return result["tokens"] / result["seconds"]
 
 
+def beyond(full: dict, small: dict, label: str, ceiling_rate: float, ceiling_mb: float) -> None:
+    extra_s = full["seconds"] - small["seconds"]
+    if extra_s <= 0:
+        return
+    tokens_per_s = (rate(full) * full["seconds"] - rate(small) * small["seconds"]) / extra_s
+    mb = (full["bytes"] - small["bytes"]) / extra_s / 1e6
+    fixed = small["seconds"] - small["bytes"] / 1e6 / mb
+    print(
+        f"{label:<40}{tokens_per_s:>11,.0f}{tokens_per_s / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}"
+        f"{f'(fixed cost ~{fixed:.1f} s)':>25}"
+    )
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--mb", type=int, default=200, help="corpus size in MB (default 200)")
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3, help="alternating ceiling/pipeline rounds (default 3)")
     p.add_argument("--tokenizer", default=str(REPO.parent / "shared" / "replit" / "spiece.model"))
+    p.add_argument(
+        "--engine", choices=("local", "spark"), default="local", help="spark: also the Spark engine"
+    )
     args = p.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -140,17 +165,37 @@ def main() -> int:
         rounds = []
         for i in range(args.rounds):
             ceiling = measure(CEILING, str(full), args.tokenizer, str(args.workers))
-            near = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o1-{i}"), "1")
-            fast = measure(PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o3-{i}"), "0")
-            rounds.append((ceiling, near, fast))
+            near = measure(
+                PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o1-{i}"), "1", "local"
+            )
+            fast = measure(
+                PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o3-{i}"), "0", "local"
+            )
+            spark = None
+            if args.engine == "spark":
+                spark = measure(
+                    PIPELINE, str(full), args.tokenizer, str(args.workers), str(tmp / f"o4-{i}"), "1", "spark"
+                )
+                print(
+                    f"round {i + 1}: Spark engine {rate(spark) / rate(ceiling):.2f} of the ceiling",
+                    flush=True,
+                )
+            rounds.append((ceiling, near, fast, spark))
             print(
                 f"round {i + 1}: ceiling {rate(ceiling):,.0f} tokens/s; pipeline at the defaults (near-dedup on) "
                 f"{rate(near):,.0f} tokens/s, ratio {rate(near) / rate(ceiling):.2f}; near-dedup off "
                 f"{rate(fast) / rate(ceiling):.2f}",
                 flush=True,
             )
-        ceiling, near, fast = sorted(rounds, key=lambda r: rate(r[1]) / rate(r[0]))[len(rounds) // 2]
-        small = measure(PIPELINE, str(quarter), args.tokenizer, str(args.workers), str(tmp / "o2"), "1")
+        ceiling, near, fast, spark = sorted(rounds, key=lambda r: rate(r[1]) / rate(r[0]))[len(rounds) // 2]
+        small = measure(
+            PIPELINE, str(quarter), args.tokenizer, str(args.workers), str(tmp / "o2"), "1", "local"
+        )
+        spark_small = None
+        if spark is not None:
+            spark_small = measure(
+                PIPELINE, str(quarter), args.tokenizer, str(args.workers), str(tmp / "o5"), "1", "spark"
+            )
 
     ceiling_rate = rate(ceiling)
     ceiling_mb = ceiling["bytes"] / ceiling["seconds"] / 1e6
@@ -165,24 +210,21 @@ def main() -> int:
         "the same, 1/4 corpus": small,
         "pipeline, near-dedup off": fast,
     }
+    if spark is not None:
+        runs[f"Spark engine, local[{args.workers}], defaults"] = spark
+        runs["Spark, 1/4 corpus"] = spark_small
     for name, r in runs.items():
         tokens_per_s, mb = rate(r), r["bytes"] / r["seconds"] / 1e6
         rss = f"{r['rss_mb']['main']:.0f} / {r['rss_mb']['worker']:.0f}"
         print(
             f"{name:<40}{tokens_per_s:>11,.0f}{tokens_per_s / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}{rss:>25}"
         )
-    # A run's fixed cost (start-up: importing streaming, with torch and transformers, ~5 s; the last shard)
-    # weighs on a short corpus: the full corpus minus the quarter gives the rate beyond it.
-    extra_s = near["seconds"] - small["seconds"]
-    if extra_s > 0:
-        tokens_per_s = (rate(near) * near["seconds"] - rate(small) * small["seconds"]) / extra_s
-        mb = (near["bytes"] - small["bytes"]) / extra_s / 1e6
-        fixed = small["seconds"] - small["bytes"] / 1e6 / mb
-        label = "defaults, beyond the fixed cost (full - 1/4)"
-        print(
-            f"{label:<40}{tokens_per_s:>11,.0f}{tokens_per_s / ceiling_rate:>7.2f}{mb:>12.2f}{mb / ceiling_mb:>7.2f}"
-        )
-        print(f"\n(fixed cost of a run at the defaults: about {fixed:.1f} s)")
+    # A run's fixed cost (start-up: importing streaming, with torch and transformers, ~5 s; the last shard;
+    # for Spark also the JVM, its Python workers and a job per stage) weighs on a short corpus: the full
+    # corpus minus the quarter gives the rate beyond it.
+    beyond(near, small, "defaults, beyond the fixed cost (full - 1/4)", ceiling_rate, ceiling_mb)
+    if spark is not None:
+        beyond(spark, spark_small, "Spark, beyond the fixed cost (full - 1/4)", ceiling_rate, ceiling_mb)
     print(
         "\n(the median round by the defaults' ratio; every run against that round's ceiling. The pipeline "
         "reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its tokens count only the "
