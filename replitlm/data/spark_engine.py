@@ -68,7 +68,7 @@ if TYPE_CHECKING:
 
 UNIT_FILES = 256  # files of a folder per unit (a task reads whole units)
 UNIT_ROWS = 50_000  # rows of a saved dataset per unit
-PART_SAMPLES = 1024  # fewest samples per packed part: each part leaves its own remainder unwritten
+PART_SAMPLES = 32_768  # samples per packed part (~4 shards of 64 MB at 2048 tokens); each leaves a remainder
 ORDER_BITS = 32  # order = unit << ORDER_BITS | position in the unit
 WORKER_ERROR = "replitlm worker error: "  # marks our one-line message inside Spark's nested exceptions
 
@@ -485,7 +485,7 @@ def _run_jobs(
         subsampled = processed.join(kept.select("order"), "order").where(F.col("copies") == 0)
         _count_drops(stats, processed, duplicates, subsampled)
         _count_languages(stats, final)
-        stats.splits = pack(spark, final, config, output, partitions)
+        stats.splits = pack(spark, final, config, output)
     finally:
         processed.unpersist()
     return stats.as_dict()
@@ -584,7 +584,7 @@ def _count_languages(stats: Stats, final: DataFrame) -> None:
 
 
 def pack(
-    spark: SparkSession, final: DataFrame, config: PipelineConfig, output: Output, partitions: int
+    spark: SparkSession, final: DataFrame, config: PipelineConfig, output: Output
 ) -> dict[str, dict[str, int]]:
     """Pack each split in parts of whole units (input order inside each), one MDS folder per part, merged."""
     import functools
@@ -597,9 +597,7 @@ def pack(
         .agg(F.sum(F.length("tokens") / 4 * F.col("copies")).alias("tokens"))
         .collect()
     )
-    parts = assign_parts(
-        [(r["split"], r["unit"], int(r["tokens"])) for r in sizes], config.max_seq_len, partitions
-    )
+    parts = assign_parts([(r["split"], r["unit"], int(r["tokens"])) for r in sizes], config.max_seq_len)
     part_df = spark.createDataFrame(parts, "split string, unit long, part int")
     count = len({(split, part) for split, _, part in parts}) or 1
     packed = (
@@ -617,22 +615,19 @@ def pack(
     }
 
 
-def assign_parts(
-    sizes: list[tuple[str, int, int]], max_seq_len: int, partitions: int
-) -> list[tuple[str, int, int]]:
-    """(split, unit, part): each split's units, in input order, cut into about `partitions` parts of similar
-    token counts, none smaller than PART_SAMPLES samples (where the split is that large)."""
+def assign_parts(sizes: list[tuple[str, int, int]], max_seq_len: int) -> list[tuple[str, int, int]]:
+    """(split, unit, part): each split's units, in input order, cut into parts of about PART_SAMPLES samples
+    (whole units: a part never splits one). Sizes alone decide, not the cluster: the same input gives the
+    same parts, hence the same bytes, whatever the executors and --spark-partitions."""
     parts = []
+    size = PART_SAMPLES * max_seq_len
     for split in sorted({s for s, _, _ in sizes}):
-        units = sorted((u, n) for s, u, n in sizes if s == split)
-        total = sum(n for _, n in units)
-        size = max(total / max(partitions, 1), PART_SAMPLES * max_seq_len)
         part, filled = 0, 0
-        for u, n in units:
+        for unit, tokens in sorted((u, n) for s, u, n in sizes if s == split):
             if filled >= size:
                 part, filled = part + 1, 0
-            parts.append((split, u, part))
-            filled += n
+            parts.append((split, unit, part))
+            filled += tokens
     return parts
 
 

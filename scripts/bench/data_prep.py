@@ -87,7 +87,8 @@ else:
 tokens = sum(row["tokens"] for row in report["languages"].values())
 rss = {"main": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
        "worker": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}
-print(json.dumps({"tokens": tokens, "seconds": report["seconds"], "rss_mb": rss, "bytes": n_bytes}))
+near_dropped = report["dropped"].get("near_duplicate", 0)
+print(json.dumps({"tokens": tokens, "seconds": report["seconds"], "rss_mb": rss, "bytes": n_bytes, "near": near_dropped}))
 """
 
 
@@ -225,6 +226,8 @@ def main() -> int:
     beyond(near, small, "defaults, beyond the fixed cost (full - 1/4)", ceiling_rate, ceiling_mb)
     if spark is not None:
         beyond(spark, spark_small, "Spark, beyond the fixed cost (full - 1/4)", ceiling_rate, ceiling_mb)
+    if spark is not None:  # components can drop a little more than the local engine's greedy pass
+        print(f"\nnear duplicates dropped: local engine {near['near']:,}, Spark engine {spark['near']:,}")
     print(
         "\n(the median round by the defaults' ratio; every run against that round's ceiling. The pipeline "
         "reads, decodes, filters, dedups, decontaminates, packs and writes zstd shards; its tokens count only the "

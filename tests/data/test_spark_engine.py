@@ -109,8 +109,10 @@ def test_keeps_what_the_local_engine_keeps(
 
 
 def test_same_input_gives_identical_bytes_whatever_the_partitions(
-    spark, corpus, tmp_path: Path, spiece_path: Path
+    spark, corpus, tmp_path: Path, spiece_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(spark_engine, "PART_SAMPLES", 8)  # several parts: their cuts must not move either
+    monkeypatch.setattr(spark_engine, "UNIT_FILES", 3)
     root, _ = corpus
     outs = []
     for partitions in (2, 5):
@@ -118,6 +120,7 @@ def test_same_input_gives_identical_bytes_whatever_the_partitions(
         spark_engine.run_spark(config([root], out, spiece_path, engine="spark", spark_partitions=partitions))
         outs.append({k: v for k, v in files(out).items() if k != "stats.json"})
     assert outs[0] == outs[1] and any(k.endswith(".mds.zstd") for k in outs[0])
+    assert any(k.startswith("train/part-00001/") for k in outs[0])
 
 
 def test_records_parquet_row_groups_and_saved_dataset_slices(
@@ -175,7 +178,7 @@ def test_many_parts_hold_the_same_documents_in_input_order(
     """Past PART_SAMPLES samples a split is packed in several parts; the merged index reads as one dataset
     with the local engine's documents in the same order, less a remainder per part."""
     monkeypatch.setattr(spark_engine, "PART_SAMPLES", 8)
-    monkeypatch.setattr(spark_engine, "UNIT_FILES", 2)
+    monkeypatch.setattr(spark_engine, "UNIT_FILES", 2)  # parts are whole units
     root, _ = corpus
     cfg = config([root], tmp_path / "x", spiece_path, near_dedup=False, val_fraction=0.0, spark_partitions=4)
     local, spark_report, local_out, spark_out = both_engines(cfg, tmp_path)
