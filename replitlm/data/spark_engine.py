@@ -40,6 +40,7 @@ import numpy as np
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.languages import language_of_path
 from replitlm.data.pipeline import (
+    BATCH_DOCS,
     Packer,
     PipelineConfig,
     Stats,
@@ -189,7 +190,7 @@ def read_units(batches: Iterator[pa.RecordBatch], config: PipelineConfig) -> Ite
                             "deferred": doc.deferred,
                         }
                     )
-                    if len(rows) == 256:
+                    if len(rows) == BATCH_DOCS:
                         yield pa.RecordBatch.from_pylist(rows, schema=_arrow_schema(DOC_SCHEMA))
                         rows = []
             if rows:
@@ -461,8 +462,6 @@ def _run_jobs(
 
     from pyspark import StorageLevel
     from pyspark.sql import functions as F
-
-    from replitlm.data.pipeline import BATCH_DOCS
 
     spark.conf.set("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH_DOCS))
     partitions = config.spark_partitions or spark.sparkContext.defaultParallelism
