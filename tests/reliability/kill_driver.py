@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
 import os
 import signal
 import sys
@@ -75,6 +76,11 @@ def main() -> None:
 
 
 def run(log: str, fault: str, overrides: list[str]) -> None:
+    # A process the test's fork server started inherits "forkserver" as its default start method, so its
+    # DataLoader workers would come from a fork server of its own. A SIGKILL then orphaned them for good:
+    # every child of a fork server holds the pipe whose closing tells the server to exit, and torch's
+    # workers only exit once their parent (that server) is gone. `composer train.py` on Linux forks them.
+    multiprocessing.set_start_method("fork", force=True)
     kind, _, at = fault.partition(":")
     if kind in ("write", "link"):
         install_save_fault(kind, int(at))
