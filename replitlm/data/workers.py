@@ -180,7 +180,7 @@ def _serve(fn: Callable, init: Callable, initargs: tuple, tasks: Any, results: A
     outbox: queue.SimpleQueue = queue.SimpleQueue()
     sender = threading.Thread(target=_send_all, args=(outbox, results), daemon=True)
     sender.start()
-    threading.Thread(target=_exit_when_orphaned, args=(os.getppid(),), daemon=True).start()
+    threading.Thread(target=_exit_when_orphaned, daemon=True).start()
     try:
         init(*initargs)
         while (batch := tasks.get()) is not None:
@@ -195,11 +195,15 @@ def _serve(fn: Callable, init: Callable, initargs: tuple, tasks: Any, results: A
         sender.join()
 
 
-def _exit_when_orphaned(parent: int, every: float = 1.0) -> None:
-    """End this worker once the process that started it is gone (its parent: the main process, or the fork
-    server, which ends with it). A main process killed outright (SIGKILL, the OOM killer) cannot stop its
-    workers, and they would wait on the task queue forever."""
-    while os.getppid() == parent:
+def _exit_when_orphaned(every: float = 1.0) -> None:
+    """End this worker once the main process that started it is gone. A main process killed outright
+    (SIGKILL, the OOM killer) cannot stop its workers, and they would wait on the task queue forever.
+
+    Forked, a worker sees its parent pid change. From a fork server its parent is the server, which outlives
+    the main process as long as any of its children does (each holds the pipe whose closing tells the server
+    to exit): there multiprocessing's handle on the real parent (a pipe the main process holds) says it."""
+    parent, ppid = multiprocessing.parent_process(), os.getppid()
+    while os.getppid() == ppid and (parent is None or parent.is_alive()):
         time.sleep(every)
     os._exit(1)
 

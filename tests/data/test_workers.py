@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import multiprocessing
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from tqdm import tqdm
 from replitlm.data.encoding import TokenEncoder
 from replitlm.data.pipeline import PipelineConfig, init_worker
 from replitlm.data.workers import ordered_map, other_threads, worker_context
+from tests.conftest import REPO
 
 PRELOAD = ["replitlm.data.pipeline"]  # what the fork server imports: the pipeline's worker initializer
 
@@ -87,3 +90,67 @@ def test_workers_run_ahead_of_a_slow_batch(initargs: tuple, tmp_path: Path) -> N
     assert results[0] <= -5, "the second worker waited for the slow batch"
     assert results[1:] == list(range(1, 30))
     assert not multiprocessing.active_children()
+
+
+def _pid_after(seconds: float) -> int:
+    time.sleep(seconds)
+    return os.getpid()
+
+
+ORPHANED_MAIN = """
+import sys, threading, time
+from replitlm.data.workers import ordered_map, worker_context
+from tests.data.test_workers import _pid_after
+if sys.argv[1] == "forkserver":  # a thread besides the main one: what sends a run to the fork server
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+ctx = worker_context(["tests.data.test_workers"])
+results = ordered_map(_pid_after, iter([0, 600, 600, 600, 600]), 2, int, (), ctx)
+print(ctx.get_start_method(), next(results), flush=True)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_workers_exit_when_the_main_process_is_killed(method: str) -> None:
+    """A main process killed outright (SIGKILL, the OOM killer) cannot stop its workers: they must notice.
+    From a fork server, their parent is the server, which outlives the main process as long as they do (each
+    of its children holds the pipe whose closing tells it to exit): the parent pid alone never changes."""
+    main = subprocess.Popen(
+        [sys.executable, "-c", ORPHANED_MAIN, method], stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
+    try:
+        started, _ = main.stdout.readline().split()
+        assert started == method
+        left = descendants(main.pid)  # the workers (and the fork server and its resource tracker)
+        assert len(left) >= 2, left
+    finally:
+        main.kill()
+        main.wait()
+    deadline = time.monotonic() + 15
+    while left and time.monotonic() < deadline:
+        time.sleep(0.1)
+        left = [p for p in left if _running(p)]
+    assert not left, f"{left} outlived their killed main process ({method})"
+
+
+def descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
