@@ -166,3 +166,37 @@ def test_repeated_shingles_do_not_change_a_signature() -> None:
     offsets = np.array([0, len(distinct)], dtype=np.uint64)
     of_set = rensa.RMinHash.digest_matrix_from_flat_token_hashes(distinct, offsets, 128, 1).to_rows()
     assert np.array_equal(minhash_signatures([repeated], 128, 5), np.array(of_set, dtype=np.uint32))
+
+
+def test_band_key_lookups_see_the_keys_merged_away(monkeypatch) -> None:
+    """After a merge a document's band keys live in the sorted array: a near copy must still be found."""
+    from replitlm.data.dedup import DigestSet
+
+    monkeypatch.setattr(DigestSet, "MERGE", 16)
+    seen = DigestSet()
+    rng = np.random.default_rng(3)
+    batches = [rng.integers(0, 2**64, 14, dtype=np.uint64) for _ in range(40)]
+    for keys in batches:
+        assert not seen.contains_any(keys)
+        seen.add_keys(keys)
+    assert len(seen.merged) > 14 * 30  # the early documents' keys were merged
+    for keys in batches[:5]:
+        assert seen.contains_any(keys[[3]]) and seen.contains_any(np.array([1, keys[9]], dtype=np.uint64))
+    assert not seen.contains_any(rng.integers(0, 2**64, 14, dtype=np.uint64))
+
+
+def test_band_keys_of_different_documents_do_not_collide() -> None:
+    """A band key stands for its band's rows: 280,000 keys of 20,000 unrelated signatures are all distinct
+    (a 64-bit mix gives ~2e-9 expected collisions; one that kept half its bits would give several)."""
+    rng = np.random.default_rng(11)
+    signatures = rng.integers(0, 2**32, (20_000, 128), dtype=np.uint64).astype(np.uint32)
+    keys = band_keys(signatures, *lsh_bands(0.7, 128))
+    assert keys.shape == (20_000, 14) and len(np.unique(keys)) == keys.size
+    other = signatures[:1].copy()
+    other[0, 9:] += 1  # the first band's rows kept, every other band's changed
+    a, b = band_keys(signatures[:1], 14, 9)[0], band_keys(other, 14, 9)[0]
+    assert a[0] == b[0] and (a[1:] != b[1:]).all()
+
+
+def test_no_documents_no_signatures() -> None:
+    assert minhash_signatures([], 128, 5).shape == (0, 128)
