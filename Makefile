@@ -71,5 +71,7 @@ mutation:
 	$(MUTATION_VENV)/bin/python -m pip install --quiet -r requirements.lock
 	$(MUTATION_VENV)/bin/python -m pip install --quiet mutmut==3.8.1
 	rm -rf mutants
-	REPLITLM_SHARED=$${REPLITLM_SHARED:-$(CURDIR)/../shared} $(MUTATION_VENV)/bin/mutmut run || true
+	# one OpenMP thread: mutmut forks a child per mutant from a process that ran torch, and a fork of a process
+	# whose OpenMP pool is running hangs at its next parallel op (a timeout, counted as a kill, hiding survivors)
+	OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 REPLITLM_SHARED=$${REPLITLM_SHARED:-$(CURDIR)/../shared} $(MUTATION_VENV)/bin/mutmut run $(MUTANTS) || true
 	$(MUTATION_VENV)/bin/mutmut results

@@ -36,6 +36,17 @@ def test_capacity_doubles_and_is_capped_by_max_len() -> None:
     )
 
 
+def test_without_max_len_a_long_first_chunk_fits() -> None:
+    cache = KVCache()  # no cap: the first buffer is as long as the prompt, whatever MIN_CAPACITY is
+    prompt = torch.randn(1, 2, 300, 4)
+    keys, values = cache.update(prompt, -prompt, 0)
+    assert torch.equal(keys, prompt) and torch.equal(values, -prompt)
+    step = torch.randn(1, 2, 1, 4)
+    keys, _ = cache.update(step, step, 0)
+    assert cache.get_seq_length() == 301 and torch.equal(keys[:, :, -1:], step)
+    assert cache.layers[0]._key_buffer.shape[-2] == 600  # then it doubles
+
+
 def test_batch_selection_then_update_starts_a_new_buffer() -> None:
     cache = KVCache()
     k = torch.arange(3.0)[:, None, None, None].expand(3, 1, 4, 2).contiguous()
@@ -44,6 +55,18 @@ def test_batch_selection_then_update_starts_a_new_buffer() -> None:
     keys, _ = cache.update(torch.full((2, 1, 1, 2), 9.0), torch.full((2, 1, 1, 2), 9.0), 0)
     assert keys.shape == (2, 1, 5, 2)
     assert keys[:, 0, 0, 0].tolist() == [2.0, 0.0] and keys[:, 0, -1, 0].tolist() == [9.0, 9.0]
+
+
+def test_a_reorder_of_the_same_batch_size_is_not_overwritten() -> None:
+    """Beam search permutes the batch: the permuted keys are a new tensor, and the next step must extend
+    them, not the buffer that still holds the old order."""
+    cache = KVCache(max_len=64)
+    k = torch.arange(2.0)[:, None, None, None].expand(2, 1, 4, 2).contiguous()
+    cache.update(k, k, 0)
+    cache.reorder_cache(torch.tensor([1, 0]))
+    keys, values = cache.update(torch.full((2, 1, 1, 2), 9.0), torch.full((2, 1, 1, 2), 9.0), 0)
+    assert keys[:, 0, :4, 0].tolist() == [[1.0] * 4, [0.0] * 4] and keys[:, 0, 4, 0].tolist() == [9.0, 9.0]
+    assert torch.equal(keys, values)
 
 
 def test_generate_uses_kv_cache_and_beam_search_works() -> None:

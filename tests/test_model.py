@@ -233,7 +233,8 @@ def test_dropouts_are_active_only_in_training() -> None:
 
 def test_sequence_longer_than_max_seq_len_is_a_clear_error() -> None:
     model = tiny_model(max_seq_len=16)
-    with pytest.raises(ValueError, match="exceeds max_seq_len=16"):
+    assert model(random_ids(1, 16)).logits.shape[1] == 16  # exactly max_seq_len is fine
+    with pytest.raises(ValueError, match=r"exceeds max_seq_len=16 \(ALiBi has no learned positions"):
         model(random_ids(1, 17))
 
 
@@ -247,6 +248,22 @@ def test_low_precision_layernorm_runs_in_autocast_dtype() -> None:
         plain = torch.nn.LayerNorm(8, bias=False)(x)
     assert y.dtype == torch.bfloat16
     assert plain.dtype == torch.float32  # what a plain LayerNorm does under autocast
+
+
+@pytest.mark.parametrize("bias", [False, True])
+def test_low_precision_layernorm_uses_its_weights_in_the_autocast_dtype(bias: bool) -> None:
+    """Under autocast: input, weight and bias cast down, then LayerNorm in that dtype, bit for bit."""
+    torch.manual_seed(0)
+    norm = LPLayerNorm(8, bias=bias, eps=1e-3)
+    with torch.no_grad():
+        norm.weight.normal_()
+        if bias:
+            norm.bias.normal_()
+    x = torch.randn(3, 8)
+    b16 = lambda t: None if t is None else t.to(torch.bfloat16)  # noqa: E731
+    expected = torch.nn.functional.layer_norm(b16(x), (8,), b16(norm.weight), b16(norm.bias), 1e-3)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.testing.assert_close(norm(x), expected, rtol=0, atol=0)
 
 
 def test_initialisation_follows_init_config() -> None:

@@ -24,9 +24,10 @@ def reference_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 @pytest.mark.parametrize("masked", [0.0, 0.5, 0.9])
 def test_fused_cross_entropy_gradient_equals_torchs(masked: float) -> None:
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(3, 40, 700, generator=g, dtype=torch.float64) * 3  # rows over CrossEntropy.ROWS
-    labels = torch.randint(0, 700, (3, 40), generator=g)
-    labels[torch.rand(3, 40, generator=g) < masked] = -100
+    logits = torch.randn(3, 200, 300, generator=g, dtype=torch.float64) * 3  # more rows than the vocabulary
+    assert 2 * CrossEntropy.ROWS < 3 * 199  # the loss and its backward work in blocks of rows: three here
+    labels = torch.randint(0, 300, (3, 200), generator=g)
+    labels[torch.rand(3, 200, generator=g) < masked] = -100
     ours = logits.clone().requires_grad_()
     ref = logits.clone().requires_grad_()
     causal_lm_loss(ours, labels).backward()
@@ -41,6 +42,22 @@ def test_fused_cross_entropy_scales_by_the_incoming_gradient() -> None:
     ref = logits.detach().clone().requires_grad_()
     (F.cross_entropy(ref, targets, ignore_index=-100) * 2.5).backward()
     torch.testing.assert_close(logits.grad, ref.grad, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_cross_entropy_with_one_labelled_token_and_with_none() -> None:
+    logits = torch.randn(2, 6, 30, dtype=torch.float64)
+    labels = torch.full((2, 6), -100)
+    labels[1, 3] = 7  # one target: the loss is its cross entropy, not half of it
+    ours, ref = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    loss = causal_lm_loss(ours, labels)
+    loss.backward()
+    reference_loss(ref, labels).backward()
+    torch.testing.assert_close(loss, F.cross_entropy(logits[1, 2][None], torch.tensor([7])))
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-10, atol=1e-12)
+    nothing = logits.clone().requires_grad_()  # a batch whose labels are all masked: 0, not NaN
+    loss = causal_lm_loss(nothing, torch.full((2, 6), -100))
+    loss.backward()
+    assert loss.item() == 0 and not nothing.grad.any()
 
 
 def param_grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
