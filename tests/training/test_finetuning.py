@@ -216,3 +216,40 @@ def test_the_base_falls_back_to_a_preset_and_the_tokenizer_follows_the_model(tmp
     present = load_train_config(LORA_TINY, [f"model.pretrained_model_name_or_path={folder}"])
     assert present.model.pretrained_model_name_or_path == str(folder) and present.model.size is None
     assert present.tokenizer.name == str(folder)
+
+
+def test_an_example_that_exactly_fills_the_window_is_kept_whole() -> None:
+    tokens, labels = encode_example([5, 6], [8, 9], EOS, max_seq_len=5, overlong="drop")
+    assert tokens.tolist() == [5, 6, 8, 9, EOS] and labels.tolist() == [-100, -100, 8, 9, EOS]
+    assert tokens.dtype == labels.dtype == np.int32
+
+
+def test_the_report_counts_each_fate_and_the_order_is_the_seeds(tokenizer, tmp_path: Path) -> None:
+    """Counts in the report that training prints (kept, truncated, dropped for each reason, tokens with
+    loss), with records whose lengths in tokens are known; packing's shuffle depends on the seed alone."""
+    word = "x = 1\n"  # a few tokens each, the same every time
+    n = len(tokenizer(word, add_special_tokens=False)["input_ids"])
+    records = [
+        {"prompt": word, "response": word},  # fits
+        {"prompt": word * 3, "response": word * 3},  # 7n + 1 > 5n: truncated (or dropped)
+        {"prompt": word * 6, "response": word},  # the prompt alone fills the window
+        {"prompt": word, "response": word * 2},  # 3n + 1: fits
+    ]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    for overlong, kept in (("truncate", 3), ("drop", 2)):
+        section = DatasetSection(path=str(data), overlong=overlong)
+        samples, report = build_samples(section, tokenizer, 5 * n, "train_loader")
+        assert report.examples == len(samples) == report.sequences == kept, overlong
+        assert report.dropped_prompt_too_long == 1
+        assert (report.truncated, report.dropped_overlong) == ((1, 0) if overlong == "truncate" else (0, 1))
+        assert report.tokens == sum(len(s["tokens"]) for s in samples)
+        assert report.response_tokens == sum(int((s["labels"] != -100).sum()) for s in samples)
+    many = tmp_path / "many.jsonl"
+    many.write_text("".join(json.dumps({"prompt": f"# {i}\n", "response": word}) + "\n" for i in range(40)))
+
+    def order(seed: int) -> list[list[int]]:
+        section = DatasetSection(path=str(many), packing=True, shuffle_seed=seed)
+        return [s["tokens"].tolist() for s in build_samples(section, tokenizer, 64, "train_loader")[0]]
+
+    assert order(1) == order(1) != order(2)
