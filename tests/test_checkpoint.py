@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, MptForCausalLM
 
 from replitlm import ReplitLMForCausalLM, ReplitLMTokenizer, load_tokenizer
-from replitlm.checkpoint import CheckpointError
+from replitlm.checkpoint import CheckpointError, find_unreadable_file
 from tests.conftest import tiny_model
 
 IDS = torch.tensor([[5, 17, 300, 42, 7, 99, 123, 4]])
@@ -97,10 +97,38 @@ def test_attn_impl_dtype_and_config_overrides(tmp_path: Path) -> None:
     assert bf16.transformer.wte.weight.dtype == torch.bfloat16
     longer = ReplitLMForCausalLM.from_pretrained(tmp_path, config_overrides={"max_seq_len": 4096})
     assert longer.config.max_seq_len == 4096
+    # a nested override changes its key and keeps the section's others (alibi, its bias max, ...)
+    nested = {"attn_config": {"alibi_bias_max": 4}, "init_config": {"init_std": 0.01}}
+    tuned = ReplitLMForCausalLM.from_pretrained(tmp_path, config_overrides=nested)
+    attn, init = tuned.config.attn_config, tuned.config.init_config
+    assert attn["alibi_bias_max"] == 4 and init["init_std"] == 0.01
+    assert {k: v for k, v in attn.items() if k != "alibi_bias_max"} == {
+        k: v for k, v in model.config.attn_config.items() if k != "alibi_bias_max"
+    }
+    assert {k: v for k, v in init.items() if k != "init_std"} == {
+        k: v for k, v in model.config.init_config.items() if k != "init_std"
+    }
     with pytest.raises(ValueError, match=r"attn_config\.attn_impl"):
         ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="xformers")
     triton = ReplitLMForCausalLM.from_pretrained(tmp_path, attn_impl="triton")
     assert triton.config.attn_config["attn_impl"] == "triton"
+
+
+def test_an_explicit_config_and_the_loading_info(tmp_path: Path) -> None:
+    """transformers' own keywords still work: `config=` (with attn_impl applied to it) and
+    `output_loading_info=True`, whose info lists nothing missing for our own export."""
+    model = tiny_model()
+    write_replit_folder(model, tmp_path)
+    config = type(model.config).from_dict(model.config.to_dict())
+    config.attn_config["alibi_bias_max"] = 4
+    loaded, info = ReplitLMForCausalLM.from_pretrained(
+        tmp_path, config=config, attn_impl="flex", output_loading_info=True
+    )
+    assert (
+        loaded.config.attn_config["alibi_bias_max"] == 4 and loaded.config.attn_config["attn_impl"] == "flex"
+    )
+    assert info["missing_keys"] == [] and info["unexpected_keys"] == [] and not info["mismatched_keys"]
+    assert isinstance(ReplitLMForCausalLM.from_pretrained(tmp_path), ReplitLMForCausalLM)
 
 
 # replit's tokenizer_config.json on the hub points AutoTokenizer at remote code; ours must win without it.
@@ -213,6 +241,23 @@ def test_truncated_files_name_the_file(tmp_path: Path, fmt: str) -> None:
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=re.escape(weights.name) + " is truncated or corrupt"):
         ReplitLMForCausalLM.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("fmt", ["bin", "safetensors"])
+def test_the_broken_shard_is_the_one_named(tmp_path: Path, fmt: str) -> None:
+    """Sharded weights: healthy shards are read in full and pass; the truncated one is named, with why."""
+    state = {f"w{i}": torch.randn(64, 64) for i in range(4)}
+    stem = "model" if fmt == "safetensors" else "pytorch_model"  # transformers' shard names
+    shards = [tmp_path / f"{stem}-0000{i}-of-00002.{fmt}" for i in (1, 2)]
+    for shard, keys in zip(shards, (["w0", "w1"], ["w2", "w3"]), strict=True):
+        part = {k: state[k] for k in keys}
+        save_file(part, shard) if fmt == "safetensors" else torch.save(part, shard)
+    assert find_unreadable_file(tmp_path) is None
+    assert find_unreadable_file(tmp_path / "nothing-here") is None
+    data = shards[1].read_bytes()
+    shards[1].write_bytes(data[: len(data) * 3 // 4])
+    path, why = find_unreadable_file(tmp_path)
+    assert path == shards[1] and why.split(":")[0] in ("SafetensorError", "RuntimeError", "OSError"), why
 
 
 class _Payload:
