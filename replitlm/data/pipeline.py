@@ -61,12 +61,6 @@ ENGINE = "engine (past one machine: --engine spark)"
 ENGINES = ("local", "spark")
 
 
-def _engine(text: str) -> str:
-    if text not in ENGINES:
-        raise argparse.ArgumentTypeError(f"'{text}' is not one of {', '.join(ENGINES)}")
-    return text
-
-
 def parse_mixture(text: str) -> dict[str, float]:
     """'Python=2,Markdown=0.5' -> {language: weight}."""
     mixture = {}
@@ -183,9 +177,7 @@ class PipelineConfig:
     progress: bool = field(default=True, metadata=cli("no progress bar", flag="--quiet"))
     engine: str = field(
         default="local",
-        metadata=cli(
-            "local: this machine's cores; spark: Spark jobs (docs/data.md)", group=ENGINE, parse=_engine
-        ),
+        metadata=cli("local: this machine's cores; spark: Spark jobs (docs/data.md)", group=ENGINE),
     )
     spark_master: str | None = field(
         default=None,
@@ -411,11 +403,11 @@ def _batches(docs: Iterable[RawDoc]) -> Iterator[list[RawDoc]]:
         yield batch
 
 
-def _split_of(digest: bytes, val_fraction: float) -> str:
+def split_of(digest: bytes, val_fraction: float) -> str:
     return "val" if int.from_bytes(digest[8:16], "little") / 2**64 < val_fraction else "train"
 
 
-def _copies(digest: bytes, weight: float, seed: int) -> int:
+def copies_of(digest: bytes, weight: float, seed: int) -> int:
     """How many times a document enters the mix: floor(weight), plus one more with probability frac(weight)."""
     u = ((int.from_bytes(digest[:8], "little") ^ (seed * 0x9E3779B97F4A7C15)) % 2**64) / 2**64
     whole = int(weight)
@@ -453,15 +445,10 @@ def run(config: PipelineConfig) -> dict[str, Any]:
     config.validate()
     start = time.perf_counter()
     encoder = TokenEncoder(config.tokenizer)
-    benchmark = _benchmark_index(config, encoder)
-    remote = "://" in config.out
+    benchmark = benchmark_index(config, encoder)
+    remote = is_remote(config.out)
     final = Path(tempfile.mkdtemp(prefix="replitlm-prep-")) / "out" if remote else Path(config.out)
-    if not remote and final.exists() and any(final.iterdir()) and not config.overwrite:
-        raise FileExistsError(f"--out {final} exists and is not empty; pass --overwrite to replace it")
-    staging = final.parent / f".{final.name}.partial"
-    if staging.exists():
-        shutil.rmtree(staging)  # an earlier run was interrupted: redo it from the start
-    staging.mkdir(parents=True)
+    staging = open_staging(final, config.overwrite)
 
     stats = Stats()
     packers = Packers(staging, config)
@@ -488,11 +475,8 @@ def run(config: PipelineConfig) -> dict[str, Any]:
             shutil.rmtree(staging / split, ignore_errors=True)
     report = stats.as_dict()
     report["seconds"] = round(time.perf_counter() - start, 2)
-    report["config"] = _config_record(config)
-    _write_json(staging / "stats.json", report)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
+    report["config"] = config_record(config)
+    publish(staging, final, report)
     if remote:
         _upload(final, config.out)
         shutil.rmtree(final.parent)
@@ -515,7 +499,7 @@ def _consume(
             stats.drop(reason, source)
             continue
         lang = batch.langs[i]
-        copies = _copies(digest, config.mixture.get(lang, 1.0), config.seed)
+        copies = copies_of(digest, config.mixture.get(lang, 1.0), config.seed)
         if copies == 0:
             stats.drop("subsampled", source)
             continue
@@ -524,7 +508,7 @@ def _consume(
         row["files"] += 1
         row["bytes"] += batch.n_bytes[i]
         row["tokens"] += end - start
-        packer = packers[_split_of(digest, config.val_fraction)]
+        packer = packers[split_of(digest, config.val_fraction)]
         for _ in range(copies):
             packer.add(batch.tokens[start:end], lang)
 
@@ -558,11 +542,34 @@ class Packers(dict):
         self.staging, self.config = staging, config
 
     def __missing__(self, split: str) -> Packer:
-        packer = self[split] = _packer(self.staging / split, self.config)
+        packer = self[split] = make_packer(self.staging / split, self.config)
         return packer
 
 
-def _packer(path: Path, config: PipelineConfig, remote: str | None = None) -> Packer:
+def is_remote(out: str) -> bool:
+    return "://" in out
+
+
+def open_staging(final: Path, overwrite: bool) -> Path:
+    """The empty folder beside `final` that a run writes into (an interrupted run's is redone from the
+    start), once it is clear that `final` may be replaced."""
+    if final.exists() and any(final.iterdir()) and not overwrite:
+        raise FileExistsError(f"--out {final} exists and is not empty; pass --overwrite to replace it")
+    staging = final.parent / f".{final.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    return staging
+
+
+def publish(staging: Path, final: Path, report: dict[str, Any]) -> None:
+    """stats.json last, then the whole output in place by one rename."""
+    write_json(staging / "stats.json", report)
+    if final.exists():
+        shutil.rmtree(final)
+    os.replace(staging, final)
+
+
+def make_packer(path: Path, config: PipelineConfig, remote: str | None = None) -> Packer:
     """A packer writing MDS shards into `path` (and uploading each to `remote`, when given)."""
     from replitlm.data.shards import ShardWriter, sample_columns  # streaming imports torch: the writer only
 
@@ -575,7 +582,7 @@ def _packer(path: Path, config: PipelineConfig, remote: str | None = None) -> Pa
     return Packer(writer, config.max_seq_len, config.sequence_id)
 
 
-def _benchmark_index(config: PipelineConfig, encoder: TokenEncoder) -> BenchmarkIndex | None:
+def benchmark_index(config: PipelineConfig, encoder: TokenEncoder) -> BenchmarkIndex | None:
     if not config.decontaminate:
         return None
     texts = read_benchmark_texts(humaneval_path())
@@ -584,13 +591,13 @@ def _benchmark_index(config: PipelineConfig, encoder: TokenEncoder) -> Benchmark
     return BenchmarkIndex(texts, encoder.encode, n=config.decontam_ngram)
 
 
-def _config_record(config: PipelineConfig) -> dict[str, Any]:
+def config_record(config: PipelineConfig) -> dict[str, Any]:
     record = asdict(config)
     record.pop("progress")
     return record
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
+def write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, default=list) + "\n")
     os.replace(tmp, path)

@@ -207,8 +207,9 @@ def iter_parquet(path: Path, row_group: int | None = None) -> Iterator[RawDoc]:
 def iter_saved_dataset(path: Path, split: str, rows: range | None = None) -> Iterator[RawDoc]:
     """The dataset's records (or those of `rows`: the Spark engine reads slices in parallel)."""
     ds = open_saved_dataset(path, split)
-    rows = rows if rows is not None else range(len(ds))
-    for i, record in zip(rows, ds.select(rows) if len(rows) != len(ds) else ds, strict=True):
+    if rows is not None:
+        ds = ds.select(rows)
+    for i, record in enumerate(ds, start=rows.start if rows is not None else 0):
         yield _record_doc(f"{path}:{i}", record)
 
 

@@ -44,13 +44,17 @@ from replitlm.data.pipeline import (
     Packer,
     PipelineConfig,
     Stats,
-    _benchmark_index,
-    _config_record,
-    _copies,
-    _split_of,
-    _write_json,
+    benchmark_index,
+    config_record,
+    copies_of,
     init_worker,
+    is_remote,
+    make_packer,
+    open_staging,
     process_batch,
+    publish,
+    split_of,
+    write_json,
 )
 from replitlm.data.sources import (
     RawDoc,
@@ -81,10 +85,6 @@ class Output(NamedTuple):
 
     target: str
     remote: bool
-
-
-def is_remote(out: str) -> bool:
-    return "://" in out
 
 
 class SparkJobError(RuntimeError):
@@ -160,7 +160,11 @@ def reporting(what: str) -> Iterator[None]:
     try:
         yield
     except Exception as e:
-        raise RuntimeError(f"{WORKER_ERROR}{what}: {type(e).__name__}: {e}".replace("\n", " ")) from e
+        raise worker_error(what, e) from e
+
+
+def worker_error(what: str, e: Exception) -> RuntimeError:
+    return RuntimeError(f"{WORKER_ERROR}{what}: {type(e).__name__}: {e}".replace("\n", " "))
 
 
 def read_units(batches: Iterator[pa.RecordBatch], config: PipelineConfig) -> Iterator[pa.RecordBatch]:
@@ -248,24 +252,26 @@ def process_docs(batches: Iterator[pa.RecordBatch], setup: WorkerSetup) -> Itera
                     "tokens": batch.tokens[ends[i] - batch.lengths[i] : ends[i]].tobytes(),
                     "keys": None if keys is None else keys.view(np.int64).tolist(),
                     # the mixture and the split, functions of the content (used if dedup keeps it)
-                    "copies": _copies(digest, config.mixture.get(lang, 1.0), config.seed) if kept else 0,
-                    "split": _split_of(digest, config.val_fraction) if kept else None,
+                    "copies": copies_of(digest, config.mixture.get(lang, 1.0), config.seed) if kept else 0,
+                    "split": split_of(digest, config.val_fraction) if kept else None,
                 }
             )
         yield pa.RecordBatch.from_pylist(rows, schema=_arrow_schema(PROCESSED_SCHEMA))
 
 
+_set_up_for: str | None = None  # the run this Python worker process is set up for (Spark reuses workers)
+
+
 def _set_up_worker(setup: WorkerSetup) -> None:
     """init_worker once per Python worker process and run."""
-    from replitlm.data import pipeline
-
-    if pipeline._WORKER.get("spark_job") == setup.job:
+    global _set_up_for
+    if _set_up_for == setup.job:
         return
     with reporting(f"loading the tokenizer {setup.tokenizer}"):
         encoder = TokenEncoder(_shipped(setup.tokenizer))
     benchmark = setup.benchmark.value if setup.benchmark is not None else None
     init_worker(setup.config, encoder, benchmark)
-    pipeline._WORKER["spark_job"] = setup.job
+    _set_up_for = setup.job
     _import_in_background("replitlm.data.shards")
 
 
@@ -292,8 +298,6 @@ def pack_parts(
     """Pack each (split, part) run of the sorted partition into its own MDS folder, in input order."""
     import pyarrow as pa
 
-    from replitlm.data.pipeline import _packer
-
     current: tuple[str, int] | None = None
     packer: Packer | None = None
     summaries: list[dict[str, Any]] = []
@@ -301,30 +305,32 @@ def pack_parts(
     def finish() -> None:
         if packer is not None and current is not None:
             remainder = packer.finish()
+            split, part = current
             summaries.append(
                 {
-                    "split": current[0],
-                    "part": current[1],
+                    "split": split,
+                    "part": part,
                     "samples": packer.samples,
                     "documents": packer.documents,
                     "remainder": remainder,
-                    "folder": _part_name(current[1]),
+                    "folder": _part_name(part),
                 }
             )
 
-    for arrow in batches:
-        for row in arrow.to_pylist():
-            if (row["split"], row["part"]) != current:
-                finish()
-                current = (row["split"], row["part"])
-                with reporting(f"writing part {current[1]} of {current[0]}"):
-                    packer = _packer_for(output, current, config, _packer)
-            tokens = np.frombuffer(row["tokens"], dtype=np.uint32)
-            with reporting(f"writing part {current[1]} of {current[0]}"):
+    try:  # one handler for the whole loop: it runs once per document
+        for arrow in batches:
+            for row in arrow.to_pylist():
+                if (row["split"], row["part"]) != current:
+                    finish()
+                    current = (row["split"], row["part"])
+                    packer = _packer_for(output, current, config)
+                tokens = np.frombuffer(row["tokens"], dtype=np.uint32)
                 for _ in range(row["copies"]):
                     packer.add(tokens, row["lang"])
-    with reporting(f"writing part {current[1] if current else '-'}"):
         finish()
+    except Exception as e:
+        where = f"writing part {current[1]} of {current[0]}" if current else "packing"
+        raise worker_error(where, e) from e
     if summaries:
         yield pa.RecordBatch.from_pylist(summaries, schema=_arrow_schema(PACKED_SCHEMA))
 
@@ -333,16 +339,16 @@ def _part_name(part: int) -> str:
     return f"part-{part:05d}"
 
 
-def _packer_for(output: Output, split_part: tuple[str, int], config: PipelineConfig, make: Any) -> Packer:
+def _packer_for(output: Output, split_part: tuple[str, int], config: PipelineConfig) -> Packer:
     """A packer writing into <target>/<split>/part-NNNNN: straight there for a folder every executor sees,
     through an executor-local folder for a remote URI. A retried task starts its part afresh."""
     split, part = split_part
     if output.remote:
         local = Path(tempfile.mkdtemp(prefix="replitlm-part-")) / _part_name(part)
-        return make(local, config, remote=f"{output.target}/{split}/{_part_name(part)}")
+        return make_packer(local, config, remote=f"{output.target}/{split}/{_part_name(part)}")
     folder = Path(output.target) / split / _part_name(part)
     shutil.rmtree(folder, ignore_errors=True)
-    return make(folder, config)
+    return make_packer(folder, config)
 
 
 _ARROW_SCHEMAS: dict[str, Any] = {}
@@ -373,21 +379,16 @@ def run_spark(config: PipelineConfig) -> dict[str, Any]:
     config.validate()
     start = time.perf_counter()
     encoder = TokenEncoder(config.tokenizer)  # a bad --tokenizer fails here, before any job
-    benchmark = _benchmark_index(config, encoder)
+    benchmark = benchmark_index(config, encoder)
     remote = is_remote(config.out)
     final = Path(config.out)
-    staging = final.parent / f".{final.name}.partial"
-    if not remote:
-        if final.exists() and any(final.iterdir()) and not config.overwrite:
-            raise FileExistsError(f"--out {final} exists and is not empty; pass --overwrite to replace it")
-        shutil.rmtree(staging, ignore_errors=True)  # an earlier run was interrupted: redo it from the start
-        staging.mkdir(parents=True)
+    staging = None if remote else open_staging(final, config.overwrite)
     target = config.out.rstrip("/") if remote else str(staging.resolve())
     units = list_units(config)
     _import_in_background("streaming")  # merge_index, at the end
     spark, ours = spark_session(config)
     try:
-        with worker_errors(), _quiet("streaming", "root"):
+        with worker_errors(), _quiet("streaming", ""):  # "": the root logger
             setup = WorkerSetup(
                 job=f"{os.getpid()}-{time.time_ns()}",
                 config=dataclasses.replace(config, workers=1, progress=False),  # one thread per task
@@ -396,21 +397,18 @@ def run_spark(config: PipelineConfig) -> dict[str, Any]:
             )
             report = _run_jobs(spark, config, units, Output(target, remote), setup)
     except BaseException:
-        if not remote:
+        if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)  # a rerun starts over anyway; free the disk now
         raise
     finally:
         if ours:
             spark.stop()
     report["seconds"] = round(time.perf_counter() - start, 2)
-    report["config"] = _config_record(config)
-    if remote:
+    report["config"] = config_record(config)
+    if staging is None:
         _upload_stats(report, config.out)
     else:
-        _write_json(staging / "stats.json", report)
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
+        publish(staging, final, report)
     return report
 
 
@@ -480,8 +478,9 @@ def _run_jobs(
     try:
         stats.files_seen = processed.count()
         kept, duplicates = deduplicate(processed, config)
-        final = processed.join(kept.select("order"), "order").where(F.col("copies") > 0)
-        subsampled = processed.join(kept.select("order"), "order").where(F.col("copies") == 0)
+        survivors = processed.join(kept, "order")
+        final = survivors.where(F.col("copies") > 0)
+        subsampled = survivors.where(F.col("copies") == 0)
         _count_drops(stats, processed, duplicates, subsampled)
         _count_languages(stats, final)
         stats.splits = pack(spark, final, config, output)
@@ -652,7 +651,7 @@ def _upload_stats(report: dict[str, Any], out: str) -> None:
     from streaming.base.storage import CloudUploader
 
     local = Path(tempfile.mkdtemp(prefix="replitlm-stats-"))
-    _write_json(local / "stats.json", report)
+    write_json(local / "stats.json", report)
     CloudUploader.get(out=(str(local), out), keep_local=False, exist_ok=True).upload_file("stats.json")
 
 
@@ -681,11 +680,11 @@ def worker_errors() -> Iterator[None]:
 @contextmanager
 def _quiet(*loggers: str) -> Iterator[None]:
     """streaming's merge_index logs a warning per call about its temporary folder."""
-    saved = {name: logging.getLogger(None if name == "root" else name).level for name in loggers}
+    saved = {name: logging.getLogger(name).level for name in loggers}
     for name in loggers:
-        logging.getLogger(None if name == "root" else name).setLevel(logging.ERROR)
+        logging.getLogger(name).setLevel(logging.ERROR)
     try:
         yield
     finally:
         for name, level in saved.items():
-            logging.getLogger(None if name == "root" else name).setLevel(level)
+            logging.getLogger(name).setLevel(level)
